@@ -1,0 +1,3 @@
+from famelog.cli import main
+
+main()

@@ -1,0 +1,262 @@
+"""The ``famelog`` command line: parse arguments, call the library, print. Progress and messages go to stderr."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+from collections import Counter, defaultdict
+from pathlib import Path
+from typing import Annotated, Iterable, Iterator, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
+
+from famelog import labels as labelling
+from famelog.io import LogFormat, LogFormatError, LogReadError, Record, chronological_split, read_records
+from famelog.synth import generate
+from famelog.templates import FrozenMatcher, MatcherConfig, TemplateLearner
+
+app = typer.Typer(
+    name="famelog",
+    help="Find the individual anomalous line in system logs, fully on-premise.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+labels_app = typer.Typer(help="K-shot label sheets: sample lines to label, check a filled sheet.", no_args_is_help=True)
+app.add_typer(labels_app, name="labels")
+
+# markup off: log text and paths such as "[KERNEL_IB]" must print as they are.
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
+out = Console(soft_wrap=True, highlight=False, markup=False)
+
+LogsArg = Annotated[list[str], typer.Argument(help="Log files (plain or .gz); '-' reads stdin.", show_default=False)]
+FormatOpt = Annotated[
+    str,
+    typer.Option("--format", "-f", help="bgl, thunderbird, raw, or a format string like '<Date> <Level> <Content>'."),
+]
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; printed as one line."""
+
+
+def _spinner_progress() -> Progress:
+    return Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )
+
+
+def _bar_progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=err, transient=True, disable=not err.is_terminal,
+    )
+
+
+def _track(items: Iterable, progress: Progress, description: str, total: int | None = None) -> Iterator:
+    task = progress.add_task(description, total=total)
+    for count, item in enumerate(items, start=1):
+        yield item
+        if count % 2048 == 0:
+            progress.update(task, completed=count)
+
+
+def load_records(paths: list[str], log_format: str) -> list[Record]:
+    """Read every line of every input, with a progress display."""
+    fmt = LogFormat(log_format)
+    with _spinner_progress() as progress:
+        records = list(_track(read_records(paths, fmt), progress, "reading lines"))
+    malformed = sum(r.malformed for r in records)
+    if malformed:
+        err.print(f"{malformed:,} of {len(records):,} lines do not fit the format; "
+                  f"their whole text is used as content (flagged malformed)", style="yellow")
+    return records
+
+
+def learn_templates(contents: list[str], config: MatcherConfig) -> TemplateLearner:
+    with _bar_progress() as progress:
+        return TemplateLearner(config).fit(_track(contents, progress, "learning templates", len(contents)))
+
+
+def _short(text: str, width: int = 100) -> Text:
+    """Log text for a table cell: shortened, and never read as rich markup ("[KERNEL_IB]" is text)."""
+    return Text(text if len(text) <= width else text[: width - 1] + "…")
+
+
+def _error_line(message: str) -> None:
+    err.print(Text("error: ", style="red") + Text(message))
+
+
+@app.command()
+def synth(
+    out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (.gz compresses); stdout if absent.")] = None,
+    lines: Annotated[int, typer.Option(help="Number of lines.", min=0)] = 20_000,
+    seed: Annotated[int, typer.Option(help="Random seed; same seed, same log.")] = 0,
+    new_failures_from: Annotated[float, typer.Option(help="Fraction of the log after which new failure types appear.", min=0.0, max=1.0)] = 0.75,
+) -> None:
+    """Generate a realistic labelled cluster log (BGL line layout) to try famelog without a log of your own."""
+    produced = generate(lines, seed=seed, new_failures_from=new_failures_from)
+    if out_path is None:
+        for line in produced:
+            sys.stdout.write(line + "\n")
+        return
+    opener = gzip.open if out_path.suffix == ".gz" else open
+    anomalies = 0
+    with opener(out_path, "wt", encoding="utf-8") as handle, _bar_progress() as progress:
+        for line in _track(produced, progress, "generating", lines):
+            anomalies += not line.startswith("- ")
+            handle.write(line + "\n")
+    err.print(f"wrote {lines:,} lines ({anomalies:,} anomalous) to {out_path} (format: bgl)")
+
+
+@app.command()
+def templates(
+    logs: LogsArg,
+    log_format: FormatOpt = "raw",
+    train_fraction: Annotated[float, typer.Option(help="Learn on this first share of lines; match the rest as frozen templates.", min=0.0, max=1.0)] = 1.0,
+    save: Annotated[Optional[Path], typer.Option(help="Write the learned templates to this JSON file.")] = None,
+    top: Annotated[int, typer.Option(help="Rows to show per table.", min=1)] = 25,
+) -> None:
+    """Learn event templates (Drain3) and show them with counts and, if the log has labels, label counts."""
+    records = load_records(logs, log_format)
+    if not records:
+        raise UsageError("the input has no lines")
+    train, test = chronological_split(records, train_fraction)
+    if not train:
+        raise UsageError(f"--train-fraction {train_fraction} leaves no line to learn from")
+    learner = learn_templates([r.content for r in train], MatcherConfig())
+    template_set = learner.template_set_
+    has_labels = train[0].label is not None
+    label_counts: dict[str, Counter] = defaultdict(Counter)
+    for record, template_id in zip(train, learner.assignments_):
+        label_counts[template_id][record.is_anomaly] += 1
+
+    table = Table(title=f"{len(template_set.templates):,} templates learned from {len(train):,} lines")
+    table.add_column("id", style="cyan")
+    table.add_column("lines", justify="right")
+    if has_labels:
+        table.add_column("normal", justify="right")
+        table.add_column("anomalous", justify="right", style="red")
+    table.add_column("template")
+    for template in sorted(template_set.templates, key=lambda t: -t.count)[:top]:
+        counts = label_counts[template.id]
+        row = [template.id, f"{template.count:,}"]
+        if has_labels:
+            row += [f"{counts[False]:,}", f"{counts[True]:,}"]
+        table.add_row(*row, _short(template.text))
+    out.print(table)
+    out.print(f"templates learned: {len(template_set.templates):,} from {len(train):,} lines")
+    if save:
+        template_set.save(save)
+        err.print(f"saved templates to {save}")
+    if test:
+        _report_held_out(test, FrozenMatcher(template_set), has_labels, top)
+
+
+def _report_held_out(test: list[Record], matcher: FrozenMatcher, has_labels: bool, top: int) -> None:
+    with _bar_progress() as progress:
+        matches = [matcher.match(r.content) for r in _track(test, progress, "matching held-out lines", len(test))]
+    unseen = [(r, m) for r, m in zip(test, matches) if m.unseen]
+    new_templates: dict[str, list] = defaultdict(list)
+    for record, match in unseen:
+        new_templates[match.template_id].append((record, match))
+    out.print(f"held-out lines: {len(test):,}; unseen: {len(unseen):,} lines in {len(new_templates):,} new templates")
+    if has_labels:
+        anomalies = sum(bool(r.is_anomaly) for r in test)
+        unseen_anomalies = sum(bool(r.is_anomaly) for r, _ in unseen)
+        out.print(f"held-out anomalies: {anomalies:,}; from unseen templates: {unseen_anomalies:,}")
+    table = Table(title="new (unseen) templates in the held-out lines")
+    table.add_column("id", style="cyan")
+    table.add_column("lines", justify="right")
+    if has_labels:
+        table.add_column("anomalous", justify="right", style="red")
+    table.add_column("provisional template")
+    ranked = sorted(new_templates.items(), key=lambda kv: -len(kv[1]))[:top]
+    for template_id, rows in ranked:
+        cells = [template_id, f"{len(rows):,}"]
+        if has_labels:
+            cells.append(f"{sum(bool(r.is_anomaly) for r, _ in rows):,}")
+        # The newest text of the provisional template is the most general one.
+        table.add_row(*cells, _short(rows[-1][1].template))
+    if ranked:
+        out.print(table)
+
+
+@labels_app.command("sample")
+def labels_sample(
+    logs: LogsArg,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Label sheet to write (CSV).")],
+    log_format: FormatOpt = "raw",
+    k: Annotated[int, typer.Option("--k", help="At most this many lines per template.", min=1)] = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the draw; same seed, same sheet.")] = 0,
+) -> None:
+    """Write a label sheet with at most K lines per template, spread over time, for a person to label."""
+    records = load_records(logs, log_format)
+    if not records:
+        raise UsageError("the input has no lines")
+    learner = learn_templates([r.content for r in records], MatcherConfig())
+    texts = {t.id: t.text for t in learner.template_set_.templates}
+    chosen = labelling.sample_kshot(learner.assignments_, k=k, seed=seed)
+    rows = (
+        labelling.SheetRow(records[i].source, records[i].line, learner.assignments_[i],
+                           texts[learner.assignments_[i]], records[i].content)
+        for i in chosen
+    )
+    written = labelling.write_sheet(rows, out_path)
+    effort = labelling.AnnotationEffort(written, len(records))
+    err.print(f"wrote {written:,} lines from {len(texts):,} templates to {out_path}")
+    out.print(f"annotation effort: {effort}")
+    err.print("fill the label column with 'normal' or 'anomaly', then run: famelog labels check " + str(out_path))
+
+
+@labels_app.command("check")
+def labels_check(
+    sheet: Annotated[Path, typer.Argument(help="A filled label sheet (CSV).")],
+    log: Annotated[Optional[list[str]], typer.Option("--log", help="The log the sheet was sampled from: also check lines, content and missing rows.")] = None,
+    log_format: FormatOpt = "raw",
+    k: Annotated[int, typer.Option("--k", help="K used when sampling (with --log).", min=1)] = 100,
+    seed: Annotated[int, typer.Option(help="Seed used when sampling (with --log).")] = 0,
+) -> None:
+    """Validate a filled label sheet: unknown values, duplicates, unlabelled or missing rows."""
+    rows = labelling.read_sheet(sheet)
+    if log:
+        records = load_records(log, log_format)
+        learner = learn_templates([r.content for r in records], MatcherConfig())
+        expected = labelling.sample_kshot(learner.assignments_, k=k, seed=seed)
+        problems = labelling.compare_sheet_with_log(rows, records, expected)
+        if problems:
+            raise labelling.LabelSheetError(str(sheet), problems)
+    counts = Counter(row.label for row in rows)
+    out.print(f"{sheet}: ok — {len(rows):,} labelled lines: {counts[labelling.NORMAL]:,} normal, "
+              f"{counts[labelling.ANOMALY]:,} anomaly")
+
+
+def main() -> None:
+    """Entry point: known errors become one line on stderr and exit code 2, never a traceback."""
+    try:
+        app()
+    except (UsageError, LogReadError, LogFormatError, labelling.LabelSheetError, ValueError) as exc:
+        _error_line(str(exc))
+        sys.exit(2)
+    except BrokenPipeError:
+        # The reader went away (e.g. `| head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the promise is one line, not a traceback
+        if os.environ.get("FAMELOG_DEBUG"):
+            raise
+        _error_line(f"unexpected {type(exc).__name__}: {exc} (FAMELOG_DEBUG=1 shows the traceback)")
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -137,3 +137,19 @@ def test_caches_never_change_a_match(synth_log, cache_size):
     assert any(m.unseen for m in plain) and not all(m.unseen for m in plain)
     with pytest.raises(ValueError, match="cache_size"):
         FrozenMatcher(template_set, cache_size=-1)
+
+
+def test_cli_templates_on_bgl_prints_learned_and_unseen_counts(tmp_path):
+    import re
+
+    from conftest import run_cli
+
+    result = run_cli("templates", need_data(BGL_SAMPLE), "--format", "bgl", "--train-fraction", "0.8",
+                     "--save", tmp_path / "t.json")
+    assert result.returncode == 0, result.stderr
+    text = result.stdout.decode()
+    learned = int(re.search(r"templates learned: (\d+) from 55,683 lines", text).group(1))
+    assert learned == len(TemplateSet.load(tmp_path / "t.json").templates)
+    unseen_anomalies = int(re.search(r"held-out anomalies: 439; from unseen templates: (\d+)", text).group(1))
+    assert 140 <= unseen_anomalies <= 160
+    assert "Error receiving packet on tree network" in text

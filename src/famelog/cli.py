@@ -98,7 +98,7 @@ def synth(
     out_path: Annotated[Optional[Path], typer.Option("--out", "-o", help="File to write (.gz compresses); stdout if absent.")] = None,
     lines: Annotated[int, typer.Option(help="Number of lines.", min=0)] = 20_000,
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same log.")] = 0,
-    new_failures_from: Annotated[float, typer.Option(help="Fraction of the log after which new failure types appear.", min=0.0, max=1.0)] = 0.75,
+    new_failures_from: Annotated[float, typer.Option(help="Fraction of the log after which new failure types appear.", min=0.0, max=1.0)] = 0.8,
 ) -> None:
     """Generate a realistic labelled cluster log (BGL line layout) to try famelog without a log of your own."""
     produced = generate(lines, seed=seed, new_failures_from=new_failures_from)

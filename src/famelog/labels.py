@@ -7,6 +7,7 @@ data the label column plays the annotator through ``reveal_labels``: only the sa
 from __future__ import annotations
 
 import csv
+import os
 import random
 from collections import Counter, defaultdict
 from dataclasses import dataclass
@@ -208,16 +209,20 @@ def compare_sheet_with_log(rows: Sequence[SheetRow], records: Sequence, expected
     ``records`` are the log's records and ``expected`` the indices the K-shot draw picks: a sheet row must name a
     line that exists with the same content, and every expected line must be in the sheet.
     """
-    by_key = {(r.source, r.line): r for r in records}
+    def key(source: str, line: int) -> tuple[str, int]:
+        # The same file may be named differently on the two command lines (relative vs absolute path).
+        return (source if source.startswith("<") else os.path.realpath(source), line)
+
+    by_key = {key(r.source, r.line): r for r in records}
     problems = []
     for row in rows:
-        record = by_key.get((row.source, row.line))
+        record = by_key.get(key(row.source, row.line))
         if record is None:
             problems.append(f"line {row.line} of {row.source or '?'} is not in the log")
         elif row.content and row.content != record.content:
             problems.append(f"line {row.line} of {row.source}: the sheet's content differs from the log's")
-    present = {(row.source, row.line) for row in rows}
-    missing = [records[i] for i in expected if (records[i].source, records[i].line) not in present]
+    present = {key(row.source, row.line) for row in rows}
+    missing = [records[i] for i in expected if key(records[i].source, records[i].line) not in present]
     if missing:
         listed = ", ".join(str(r.line) for r in missing[:10]) + (" …" if len(missing) > 10 else "")
         problems.append(f"{len(missing)} sampled line(s) are missing from the sheet (lines {listed})")

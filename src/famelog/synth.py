@@ -110,7 +110,7 @@ MESSAGE_TYPES: tuple[MessageType, ...] = (
     MessageType("hardware", "MONITOR", "INFO", 4, _fan),
     MessageType("hardware", "MONITOR", "INFO", 3, _power),
     MessageType("hardware", "MONITOR", "WARNING", 3, lambda r: (f"temperature sensor {r.randint(0, 9)} reads {r.randint(28, 52)} C", None)),
-    MessageType("hardware", "HARDWARE", "SEVERE", 0, lambda r: (f"Power Good signal deactivated: R{r.randint(0, 7)}{r.randint(0, 7)}-M{r.randint(0, 1)}-N{r.randint(0, 15)}. A service action may be required.", "MONPGOOD"), late_only=True),
+    MessageType("hardware", "HARDWARE", "SEVERE", 0, lambda r: (f"Power Good signal deactivated: R{r.randint(0, 7)}{r.randint(0, 7)}-M{r.randint(0, 1)}-N{r.choice('0123456789ABCDEF')}. A service action may be required.", "MONPGOOD"), late_only=True),
 )
 
 
@@ -127,7 +127,7 @@ def _format_line(category: str | None, when: dt.datetime, node: str, msg: Messag
 
 
 def generate(n_lines: int = 20_000, seed: int = 0, burst_rate: float = 0.0012,
-             new_failures_from: float = 0.75) -> Iterator[str]:
+             new_failures_from: float = 0.8) -> Iterator[str]:
     """Yield ``n_lines`` labelled lines in time order.
 
     ``burst_rate`` is the chance that a line starts an anomaly burst (5–60 lines of one failure type within
@@ -148,10 +148,10 @@ def generate(n_lines: int = 20_000, seed: int = 0, burst_rate: float = 0.0012,
     # Every new failure type shows up at least once, however short the log: one burst each, spread over the late part.
     late_types = [m for m in burst_types if m.late_only]
     late_span = (n_lines - late_start) / len(late_types)
-    scheduled = {late_start + int((j + 0.5) * late_span): m for j, m in enumerate(late_types)}
+    scheduled = [(late_start + int((j + 0.5) * late_span), m) for j, m in enumerate(late_types)]
     for index in range(n_lines):
-        if index in scheduled and not burst:
-            burst = [scheduled[index]] * rng.randint(5, 60)
+        if scheduled and index >= scheduled[0][0] and not burst:
+            burst = [scheduled.pop(0)[1]] * rng.randint(5, 60)
             burst_nodes = [_node(rng) for _ in range(rng.randint(1, 8))]
         if burst:
             msg = burst.pop()

@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[ml,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[ml,llm,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)

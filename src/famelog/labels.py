@@ -52,14 +52,19 @@ def sample_kshot(template_ids: Sequence[str], k: int = 100, seed: int = 0) -> li
 
 
 def reveal_labels(is_anomaly: Sequence[bool | None], sampled: Iterable[int]) -> dict[int, str]:
-    """The label column as annotator: labels of the sampled indices only, as ``normal`` / ``anomaly``."""
-    revealed = {}
-    for index in sampled:
-        value = is_anomaly[index]
-        if value is None:
-            raise ValueError(f"line {index + 1} has no label column value; use a label sheet instead")
-        revealed[index] = ANOMALY if value else NORMAL
-    return revealed
+    """The label column as annotator: labels of the sampled indices only, as ``normal`` / ``anomaly``.
+
+    A sampled line without a label value (a malformed line) stays unlabelled."""
+    return {index: ANOMALY if is_anomaly[index] else NORMAL for index in sampled if is_anomaly[index] is not None}
+
+
+@dataclass(frozen=True)
+class LabelledLine:
+    """One labelled training line: its message text, its template and ``normal`` / ``anomaly``."""
+
+    content: str
+    template_id: str
+    label: str
 
 
 @dataclass(frozen=True)
@@ -227,3 +232,26 @@ def compare_sheet_with_log(rows: Sequence[SheetRow], records: Sequence, expected
         listed = ", ".join(str(r.line) for r in missing[:10]) + (" …" if len(missing) > 10 else "")
         problems.append(f"{len(missing)} sampled line(s) are missing from the sheet (lines {listed})")
     return problems
+
+
+def labels_from_sheet(rows: Sequence[SheetRow], records: Sequence) -> dict[int, str]:
+    """Map a checked sheet's rows onto record indices; a row naming a line that is not in ``records`` is an error.
+
+    With a single input file rows are matched by line number alone (the sheet may spell its path differently)."""
+    single = len({r.source for r in records}) == 1
+
+    def key(source: str, line: int):
+        return line if single else (source if source.startswith("<") else os.path.realpath(source), line)
+
+    index = {key(r.source, r.line): i for i, r in enumerate(records)}
+    labels, unknown = {}, []
+    for row in rows:
+        position = index.get(key(row.source, row.line))
+        if position is None:
+            unknown.append(row.line)
+        else:
+            labels[position] = row.label
+    if unknown:
+        raise LabelSheetError("label sheet", [f"{len(unknown)} labelled line(s) are not in the training lines "
+                                              f"(e.g. line {unknown[0]})"])
+    return labels

@@ -20,13 +20,19 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_DIR)
-	@echo "== 1/3 synth: a labelled cluster log with memory, network, storage, kernel, scheduler and hardware messages"
+	@echo "== 1/4 synth: a labelled cluster log with memory, network, storage, kernel, scheduler and hardware messages"
 	$(BIN)/famelog synth --lines 20000 --seed 0 --out $(DEMO_DIR)/cluster.log.gz
-	@echo "== 2/3 templates: learn on the first 80%, freeze, match the rest (new failure types show up as unseen)"
+	@echo "== 2/4 templates: learn on the first 80%, freeze, match the rest (new failure types show up as unseen)"
 	$(BIN)/famelog templates $(DEMO_DIR)/cluster.log.gz --format bgl --train-fraction 0.8 --top 12 \
 		--save $(DEMO_DIR)/templates.json
-	@echo "== 3/3 labels: at most K=100 lines per template to label"
+	@echo "== 3/4 labels: at most K=100 lines per template to label"
 	$(BIN)/famelog labels sample $(DEMO_DIR)/cluster.log.gz --format bgl --k 100 --out $(DEMO_DIR)/label-sheet.csv
+	@echo "== 4/4 domains: propose failure domains (MiniLM embeddings, no LLM), then certify them"
+	$(BIN)/famelog domains propose $(DEMO_DIR)/cluster.log.gz --format bgl --k 100 --train-fraction 0.8 \
+		--backend embedding --out $(DEMO_DIR)/proposal.json
+	$(BIN)/famelog domains certify $(DEMO_DIR)/proposal.json $(DEMO_DIR)/cluster.log.gz --format bgl --k 100 \
+		--train-fraction 0.8 --out $(DEMO_DIR)/partition.json
+	$(BIN)/famelog domains show $(DEMO_DIR)/partition.json
 	@echo "== demo done: outputs in $(DEMO_DIR)/"
 
 test: $(STAMP)

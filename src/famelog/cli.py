@@ -355,7 +355,7 @@ def domains_certify(
     min_support: Annotated[int, typer.Option(help="Labelled lines of each class a mixed domain needs.", min=1)] = 8,
     min_routing_accuracy: Annotated[float, typer.Option(help="Cross-validated routing accuracy required.",
                                                         min=0.0, max=1.0)] = 0.9,
-    max_rounds: Annotated[int, typer.Option(help="Check-and-repair rounds before refusing.", min=1)] = 4,
+    max_rounds: Annotated[int, typer.Option(help="Check-and-repair rounds before refusing.", min=1)] = 6,
 ) -> None:
     """Check a proposal (exact cover, label consistency, support, separability); repair it or refuse it."""
     from famelog.domains.certify import Certifier

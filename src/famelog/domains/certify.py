@@ -111,7 +111,7 @@ class Certifier:
     """Validate, repair or refuse a proposed partition (sklearn-style: parameters stored and checked here)."""
 
     def __init__(self, min_support: int = 8, min_routing_accuracy: float = 0.9, max_confusion: float = 0.2,
-                 max_rounds: int = 4, cv_folds: int = 3, seed: int = 0):
+                 max_rounds: int = 6, cv_folds: int = 3, seed: int = 0):
         if min_support < 1:
             raise ValueError(f"min_support must be >= 1, got {min_support}")
         if not 0.0 <= min_routing_accuracy <= 1.0:
@@ -251,6 +251,10 @@ class Certifier:
             domain.kind = kind
         return CheckResult("label consistency", not evidence, evidence)
 
+    def _supported(self, domain: Domain) -> bool:
+        n_normal, n_anomaly = self._counts(domain)
+        return min(n_normal, n_anomaly) >= self.min_support
+
     def _check_support(self, domains: list[Domain], round_: Round, repair: bool):
         evidence = []
         weak = []
@@ -267,31 +271,36 @@ class Certifier:
             return CheckResult("support", not evidence, evidence), None
         domains = list(domains)
         for domain in weak:
-            if domain not in domains:
-                continue
-            pure = [t for t in domain.template_ids if self._profiles[t].indicator in (PURE_NORMAL, PURE_ANOMALY)]
-            mixed = [t for t in domain.template_ids if t not in pure]
-            if domain.kind == MIXED and not mixed:
-                # Every template is pure: split by indicator; both parts are pure and need no expert.
-                normal = [t for t in pure if self._profiles[t].indicator == PURE_NORMAL]
-                anomalous = [t for t in pure if self._profiles[t].indicator == PURE_ANOMALY]
-                domains.remove(domain)
-                domains.append(Domain(f"{domain.name}", domain.description, normal, PURE_NORMAL))
-                domains.append(Domain(f"{domain.name}-failures", f"failures of: {domain.description}".strip(),
-                                      anomalous, PURE_ANOMALY))
-                round_.repairs.append(f"split: {domain.name!r} into {domain.name!r} (pure-normal, {len(normal)} "
-                                      f"templates) and {domain.name + '-failures'!r} (pure-anomaly, {len(anomalous)})")
-                continue
-            others = [d for d in domains if d is not domain]
-            if not others:
-                continue
-            preferred = [d for d in others if d.kind == MIXED] or others
-            target_name = self._similarity.nearest_domain(domain.template_ids, preferred)
-            target = next(d for d in domains if d.name == target_name)
-            target.template_ids += domain.template_ids
-            target.kind = None
+            parts = {kind: [t for t in domain.template_ids if self._profiles[t].indicator == kind]
+                     for kind in (PURE_NORMAL, PURE_ANOMALY, MIXED)}
+            unlabelled = [t for t in domain.template_ids if t not in sum(parts.values(), [])]
+            position = domains.index(domain)
             domains.remove(domain)
-            round_.repairs.append(f"merge: {domain.name!r} into {target.name!r} (not enough support alone)")
+            pieces = []
+            # Split: the pure templates need no expert; they form pure domains of their own.
+            if parts[PURE_NORMAL]:
+                pieces.append(Domain(domain.name, domain.description, parts[PURE_NORMAL], PURE_NORMAL))
+            if parts[PURE_ANOMALY]:
+                name = f"{domain.name}-failures" if parts[PURE_NORMAL] else domain.name
+                pieces.append(Domain(name, domain.description, parts[PURE_ANOMALY], PURE_ANOMALY))
+            rest = parts[MIXED] + unlabelled
+            if rest:
+                name = f"{domain.name}-mixed" if pieces else domain.name
+                leftover = Domain(name, domain.description, rest, MIXED)
+                if self._supported(leftover) or not [d for d in domains if d.kind == MIXED and self._supported(d)]:
+                    pieces.append(leftover)
+                else:
+                    # Merge: templates whose lines are both normal and anomalous, too few for an expert of their own,
+                    # join the most similar mixed domain that has enough support.
+                    candidates = [d for d in domains if d.kind == MIXED and self._supported(d)]
+                    target = next(d for d in candidates if d.name == self._similarity.nearest_domain(rest, candidates))
+                    target.template_ids += rest
+                    round_.repairs.append(f"merge: mixed templates {', '.join(rest[:8])} of {domain.name!r} into "
+                                          f"{target.name!r} (too few labelled lines for an expert of their own)")
+            if len(pieces) > 1 or (pieces and pieces[0].template_ids != domain.template_ids):
+                described = ", ".join(f"{p.name!r} ({p.kind}, {len(p.template_ids)} templates)" for p in pieces)
+                round_.repairs.append(f"split: {domain.name!r} into {described}")
+            domains[position:position] = pieces
         return CheckResult("support", False, evidence), domains
 
     def _check_separability(self, domains, lines, report, round_: Round, repair: bool):
@@ -301,15 +310,14 @@ class Certifier:
         if len(counts) < 2:
             report.routing_accuracy = 1.0 if usable else None
             return CheckResult("separability", True, ["fewer than two domains: nothing to separate"]), None
-        texts = [text for text, _ in usable]
-        targets = np.array([name for _, name in usable])
-        folds = max(2, min(self.cv_folds, min(counts.values())))
-        if min(counts.values()) < 2:
-            # A domain with a single labelled line cannot be cross-validated; it is scored on the others' folds.
-            rare = {name for name, n in counts.items() if n < 2}
-            keep = np.array([t not in rare for t in targets])
-            texts, targets = [t for t, k in zip(texts, keep) if k], targets[keep]
-            folds = max(2, min(self.cv_folds, min(Counter(targets).values())))
+        # A domain with fewer labelled lines than folds cannot be cross-validated; it is left out of the estimate.
+        texts = [text for text, name in usable if counts[name] >= self.cv_folds]
+        targets = np.array([name for _, name in usable if counts[name] >= self.cv_folds])
+        scored = Counter(targets)
+        if len(scored) < 2:
+            report.routing_accuracy = None
+            return CheckResult("separability", True, ["too few labelled lines to cross-validate"]), None
+        folds = self.cv_folds
         router = make_pipeline(
             TfidfVectorizer(token_pattern=r"[A-Za-z][A-Za-z_]+", sublinear_tf=True, min_df=1),
             LogisticRegression(max_iter=2000, C=10.0),
@@ -319,27 +327,48 @@ class Certifier:
         accuracy = float(np.mean(predicted == targets))
         report.routing_accuracy = accuracy
         confused = []
-        totals = Counter(targets)
         for (truth, guess), n in Counter(zip(targets, predicted)).items():
-            if truth != guess and n / totals[truth] > self.max_confusion:
-                confused.append((str(truth), str(guess), n / totals[truth]))
+            # Rates over a handful of lines are noise: a pair is named only with min_support lines behind it.
+            if truth != guess and scored[truth] >= self.min_support and n / scored[truth] > self.max_confusion:
+                confused.append((str(truth), str(guess), n / scored[truth]))
         confused.sort(key=lambda p: -p[2])
         report.confused_pairs = confused
         evidence = [f"routing accuracy {accuracy:.4f} over {len(texts)} labelled lines ({folds}-fold)"]
         evidence += [f"{rate:.0%} of {a!r} lines routed to {b!r}" for a, b, rate in confused]
-        passed = accuracy >= self.min_routing_accuracy and not confused
-        if passed or not repair or not confused:
+        merges = self._safe_merges(domains, confused)
+        passed = accuracy >= self.min_routing_accuracy and not merges
+        if not repair or not merges:
             return CheckResult("separability", passed, evidence), None
-        a, b, rate = confused[0]
         by_name = {d.name: d for d in domains}
-        keep, gone = by_name[b], by_name[a]
-        keep.template_ids += gone.template_ids
-        keep.kind = None
-        if gone.description and gone.description not in keep.description:
-            keep.description = f"{keep.description}; {gone.description}".strip("; ")
-        merged = [d for d in domains if d is not gone]
-        round_.repairs.append(f"merge: {a!r} into {b!r} ({rate:.0%} of its lines were routed there)")
-        return CheckResult("separability", False, evidence), merged
+        for gone_name, keep_name, rate in merges:
+            keep, gone = by_name[keep_name], by_name[gone_name]
+            keep.template_ids += gone.template_ids
+            if gone.description and gone.description not in keep.description:
+                keep.description = f"{keep.description}; {gone.description}".strip("; ")
+            round_.repairs.append(f"merge: {gone_name!r} into {keep_name!r} (confused: {rate:.0%} of lines misrouted)")
+        return CheckResult("separability", False, evidence), [d for d in domains if d.name not in
+                                                              {g for g, _, _ in merges}]
+
+    def _safe_merges(self, domains: list[Domain], confused) -> list[tuple[str, str, float]]:
+        """Merges that cannot change a decision: two domains of the same pure kind, or a pure domain into a mixed
+        one whose expert has support. A pure-normal / pure-anomaly pair stays apart (merged, it would be a mixed
+        domain without support): it is reported, and the router decides between them."""
+        kinds = {d.name: d for d in domains}
+        merges, used = [], set()
+        for a, b, rate in confused:
+            if a in used or b in used:
+                continue
+            da, db = kinds[a], kinds[b]
+            if da.kind == db.kind and da.kind != MIXED:
+                merges.append((a, b, rate))
+            elif db.kind == MIXED and self._supported(db):
+                merges.append((a, b, rate))
+            elif da.kind == MIXED and self._supported(da):
+                merges.append((b, a, rate))
+            else:
+                continue
+            used.update((a, b))
+        return merges
 
     def _fill_table(self, domains: list[Domain], report: CertificationReport) -> None:
         report.domain_table = []

@@ -424,17 +424,255 @@ def llm_fetch(
     out.print(f"{name}: verified sha256 {PUBLISHED_MODELS[name].sha256} -> {path}")
 
 
+OUTPUT_COLUMNS = ("source", "line", "anomaly", "score", "domain", "template_id", "template", "unseen", "malformed",
+                  "decided_by", "route_confidence")
+
+
+@app.command()
+def fit(
+    logs: LogsArg,
+    out_path: Annotated[Path, typer.Option("--out", "-o", help="Model directory to write.")],
+    log_format: FormatOpt = "raw",
+    k: KOpt = 100,
+    seed: Annotated[int, typer.Option(help="Seed of the K-shot draw and of training.")] = 0,
+    label_source: LabelsOpt = "first-column",
+    train_fraction: TrainFractionOpt = 1.0,
+    partition_path: Annotated[Optional[Path], typer.Option("--partition", help="A certified partition; without "
+                                                           "it, one is proposed with --backend and certified.")] = None,
+    backend: BackendOpt = "embedding",
+    model: ModelOpt = "qwen2.5-coder-1.5b",
+    gguf: GgufOpt = None,
+    base_url: BaseUrlOpt = None,
+    llm_name: LlmNameOpt = "default",
+    api_key_env: ApiKeyEnvOpt = "FAMELOG_LLM_API_KEY",
+    constraint: ConstraintOpt = "none",
+    threads: ThreadsOpt = 1,
+    encoder: Annotated[str, typer.Option(help="Expert encoder: minilm, or tiny (a small random BERT, for tests).")] = "minilm",
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs per expert.", min=1)] = 3,
+) -> None:
+    """Fit a model: templates, K-shot labels, certified failure domains, router and calibrated experts."""
+    import time
+
+    from famelog.domains.certify import Certifier
+    from famelog.domains.partition import Partition
+    from famelog.domains.propose import EmbeddingProposer, LLMProposer
+    from famelog.llm_fetch import model_cache_dir
+    from famelog.model import FameModel
+
+    started = time.perf_counter()
+    data = _training(logs, log_format, train_fraction, k, seed, label_source)
+    if partition_path is not None:
+        partition = Partition.load(partition_path)
+        if not partition.certified:
+            raise UsageError(f"{partition_path} is not certified; run famelog domains certify first")
+    else:
+        profiles = data.profiles()
+        if backend == "embedding":
+            proposer = EmbeddingProposer()
+        else:
+            chat = _chat_backend(backend, model, gguf, base_url, llm_name, api_key_env, constraint, threads)
+            proposer = LLMProposer(chat, cache_dir=model_cache_dir().parent / "proposals")
+        with _spinner_progress() as progress:
+            progress.add_task(f"proposing failure domains ({backend})", total=None)
+            proposal = proposer.propose(profiles)
+            partition, report = Certifier().certify(proposal, profiles, data.labelled_lines())
+        if partition is None:
+            raise UsageError(f"certification {report.reason}")
+        err.print(f"certified {len(partition.domains)} failure domains ({backend})")
+    with _bar_progress() as progress:
+        tasks: dict[str, int] = {}
+
+        def on_progress(what: str, done: int, total: int) -> None:
+            if what not in tasks:
+                tasks[what] = progress.add_task(f"training {what}", total=total)
+            progress.update(tasks[what], completed=done)
+
+        fame = FameModel(encoder=encoder, epochs=epochs, seed=seed).fit(data.records, data.labels, partition,
+                                                                          progress=on_progress)
+    fame.save(out_path)
+    kinds = Counter(fame.kinds_.values())
+    out.print(f"model -> {out_path}: {len(fame.template_set_.templates)} templates, {len(partition.domains)} domains "
+              f"({kinds.get('mixed', 0)} mixed with experts, {kinds.get('pure-anomaly', 0)} pure-anomaly, "
+              f"{kinds.get('pure-normal', 0)} pure-normal), novelty expert: {'yes' if fame.novelty_ else 'no'}; "
+              f"annotation effort {data.effort}; fit {time.perf_counter() - started:.0f} s")
+
+
+class _RowWriter:
+    """Writes prediction rows as JSON lines, CSV or Parquet (by the file's suffix); '-' is JSON lines on stdout."""
+
+    def __init__(self, target: str):
+        self.target = target
+        self.kind = "jsonl" if target == "-" else Path(target).suffix.lstrip(".").lower()
+        if self.kind not in ("jsonl", "json", "csv", "parquet"):
+            raise UsageError(f"--out {target}: use a .jsonl, .csv or .parquet file, or - for stdout")
+        self._parquet = None
+        if self.kind == "parquet":
+            return
+        self._handle = sys.stdout if target == "-" else open(target, "w", newline="", encoding="utf-8")
+        if self.kind == "csv":
+            import csv
+
+            self._csv = csv.DictWriter(self._handle, fieldnames=OUTPUT_COLUMNS)
+            self._csv.writeheader()
+
+    def write(self, rows: list[dict]) -> None:
+        import json
+
+        if self.kind == "parquet":
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            table = pa.Table.from_pylist(rows, schema=self._schema())
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.target, table.schema)
+            self._parquet.write_table(table)
+        elif self.kind == "csv":
+            self._csv.writerows(rows)
+        else:
+            self._handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+    @staticmethod
+    def _schema():
+        import pyarrow as pa
+
+        return pa.schema([("source", pa.string()), ("line", pa.int64()), ("anomaly", pa.bool_()),
+                          ("score", pa.float64()), ("domain", pa.string()), ("template_id", pa.string()),
+                          ("template", pa.string()), ("unseen", pa.bool_()), ("malformed", pa.bool_()),
+                          ("decided_by", pa.string()), ("route_confidence", pa.float64())])
+
+    def close(self) -> None:
+        if self.kind == "parquet":
+            if self._parquet is None:  # no input lines: still a valid, empty file
+                import pyarrow.parquet as pq
+
+                pq.write_table(self._schema().empty_table(), self.target)
+            else:
+                self._parquet.close()
+        elif self._handle is not sys.stdout:
+            self._handle.close()
+        else:
+            self._handle.flush()
+
+
+def _batches(items: Iterable, size: int) -> Iterator[list]:
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+@app.command()
+def detect(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by famelog fit.")],
+    logs: LogsArg,
+    log_format: FormatOpt = "raw",
+    out_path: Annotated[str, typer.Option("--out", "-o", help="FILE.jsonl, FILE.csv, FILE.parquet, or - for "
+                                                               "JSON lines on stdout.")] = "-",
+    evaluate: Annotated[bool, typer.Option(help="If the format has a label column, score the predictions against "
+                                                "it at the end (the label is never an input).")] = False,
+) -> None:
+    """Flag anomalous lines: exactly one output row per input line, in input order."""
+    import time
+
+    from famelog.model import FameModel
+
+    fame = FameModel.load(model_dir)
+    fmt = LogFormat(log_format)
+    writer = _RowWriter(out_path)
+    lines = anomalies = malformed = 0
+    by_domain: Counter = Counter()
+    new_templates: set[str] = set()
+    truth: list[tuple[bool, bool, bool]] = []
+    started = time.perf_counter()
+    try:
+        with _spinner_progress() as progress:
+            task = progress.add_task("detecting", total=None)
+            for batch in _batches(read_records(logs, fmt), 4096):
+                predictions = fame.predict(batch)
+                writer.write([p.to_row() for p in predictions])
+                for record, prediction in zip(batch, predictions):
+                    lines += 1
+                    malformed += prediction.malformed
+                    if prediction.anomaly:
+                        anomalies += 1
+                        by_domain[prediction.domain] += 1
+                    if prediction.unseen:
+                        new_templates.add(prediction.template_id)
+                    if evaluate and record.label is not None:
+                        truth.append((bool(record.is_anomaly), prediction.anomaly, prediction.unseen))
+                progress.update(task, completed=lines)
+    finally:
+        writer.close()
+    elapsed = time.perf_counter() - started
+    err.print(f"{lines:,} lines, {anomalies:,} anomalous, {len(new_templates):,} unseen templates, "
+              f"{malformed:,} malformed; {lines / max(elapsed, 1e-9):,.0f} lines/s")
+    for domain, count in by_domain.most_common():
+        err.print(f"  {domain}: {count:,} anomalous")
+    if evaluate:
+        _print_evaluation(truth)
+
+
+def _print_evaluation(truth: list[tuple[bool, bool, bool]]) -> None:
+    if not truth:
+        err.print("evaluate: the input has no label column")
+        return
+    tp = sum(1 for y, p, _ in truth if y and p)
+    fp = sum(1 for y, p, _ in truth if p and not y)
+    fn = sum(1 for y, p, _ in truth if y and not p)
+    unseen_total = sum(1 for y, _, u in truth if y and u)
+    unseen_found = sum(1 for y, p, u in truth if y and p and u)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    unseen = f"{unseen_found / unseen_total:.4f} ({unseen_found}/{unseen_total})" if unseen_total else "n/a"
+    out.print(f"precision {precision:.4f} recall {recall:.4f} F1 {f1:.4f}; unseen-template anomaly recall {unseen}; "
+              f"tp {tp} fp {fp} fn {fn}")
+
+
+@app.command()
+def explain(
+    model_dir: Annotated[Path, typer.Argument(help="A model directory written by famelog fit.")],
+    line: Annotated[str, typer.Argument(help="One log line (quote it).")],
+    log_format: FormatOpt = "raw",
+) -> None:
+    """Explain one line: template, route with confidence, domain, expert score and threshold, nearest examples."""
+    from famelog.model import FameModel
+
+    fame = FameModel.load(model_dir)
+    label, fields, content, malformed = LogFormat(log_format).parse(line)
+    details = fame.explain(Record("<argument>", 1, content, fields, None, malformed))
+    prediction = details["prediction"]
+    verdict = "ANOMALY" if prediction["anomaly"] else "normal"
+    out.print(Text(f"{verdict}  score {prediction['score']:.4f}", style="bold red" if prediction["anomaly"] else "bold"))
+    out.print(f"template   {prediction['template_id']}{' (unseen)' if prediction['unseen'] else ''}: "
+              f"{prediction['template']}")
+    out.print(f"masked     {details['masked']}")
+    out.print(f"route      {details['route']['domain']} (confidence {details['route']['confidence']:.3f})")
+    out.print(f"domain     {prediction['domain']} ({details['domain_kind']}); decided by {prediction['decided_by']}")
+    if details["threshold"] is not None:
+        out.print(f"expert     calibrated score {prediction['score']:.4f} vs threshold {details['threshold']:.4f}")
+    out.print("nearest labelled lines:")
+    for example in details["nearest_labelled"]:
+        out.print(Text(f"  {example['similarity']:.2f} {example['label']:<8} {example['template_id']:<6} "
+                       f"{example['content'][:140]}"))
+
+
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2, never a traceback."""
     try:
         app()
-    except (UsageError, LogReadError, LogFormatError, labelling.LabelSheetError, ValueError, RuntimeError) as exc:
-        _error_line(str(exc))
-        sys.exit(2)
     except BrokenPipeError:
         # The reader went away (e.g. `| head`): not an error of ours.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         sys.exit(0)
+    except (UsageError, LogReadError, LogFormatError, labelling.LabelSheetError, ValueError, RuntimeError,
+            OSError) as exc:
+        _error_line(str(exc))
+        sys.exit(2)
     except KeyboardInterrupt:
         err.print("interrupted")
         sys.exit(130)

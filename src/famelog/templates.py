@@ -188,6 +188,10 @@ class FrozenMatcher:
         self._by_masked: dict[str, Match] = {}
         self._cache_size = cache_size
 
+    def mask(self, content: str) -> str:
+        """The content with its variable parts masked (``<NUM>``, ``<IP>``, …), as matching sees it."""
+        return self._masker.mask(content)
+
     def match(self, content: str) -> Match:
         cached = self._by_content.get(content)
         if cached is not None:

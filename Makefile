@@ -20,20 +20,27 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	mkdir -p $(DEMO_DIR)
-	@echo "== 1/4 synth: a labelled cluster log with memory, network, storage, kernel, scheduler and hardware messages"
-	$(BIN)/famelog synth --lines 20000 --seed 0 --out $(DEMO_DIR)/cluster.log.gz
-	@echo "== 2/4 templates: learn on the first 80%, freeze, match the rest (new failure types show up as unseen)"
-	$(BIN)/famelog templates $(DEMO_DIR)/cluster.log.gz --format bgl --train-fraction 0.8 --top 12 \
-		--save $(DEMO_DIR)/templates.json
-	@echo "== 3/4 labels: at most K=100 lines per template to label"
-	$(BIN)/famelog labels sample $(DEMO_DIR)/cluster.log.gz --format bgl --k 100 --out $(DEMO_DIR)/label-sheet.csv
-	@echo "== 4/4 domains: propose failure domains (MiniLM embeddings, no LLM), then certify them"
-	$(BIN)/famelog domains propose $(DEMO_DIR)/cluster.log.gz --format bgl --k 100 --train-fraction 0.8 \
-		--backend embedding --out $(DEMO_DIR)/proposal.json
-	$(BIN)/famelog domains certify $(DEMO_DIR)/proposal.json $(DEMO_DIR)/cluster.log.gz --format bgl --k 100 \
-		--train-fraction 0.8 --out $(DEMO_DIR)/partition.json
+	@echo "== 1/6 synth: a labelled cluster log (memory, network, storage, kernel, scheduler, hardware); new failure types appear late"
+	$(BIN)/famelog synth --lines 20000 --seed 0 --out $(DEMO_DIR)/cluster.log
+	head -n 16000 $(DEMO_DIR)/cluster.log > $(DEMO_DIR)/train.log
+	tail -n 4000 $(DEMO_DIR)/cluster.log > $(DEMO_DIR)/test.log
+	@echo "== 2/6 templates: learn on the first 80%, freeze, match the rest (new failure types show up as unseen)"
+	$(BIN)/famelog templates $(DEMO_DIR)/cluster.log --format bgl --train-fraction 0.8 --top 8
+	@echo "== 3/6 labels: at most K=100 lines per template to label (the demo's label column plays the annotator)"
+	$(BIN)/famelog labels sample $(DEMO_DIR)/train.log --format bgl --k 100 --out $(DEMO_DIR)/label-sheet.csv
+	@echo "== 4/6 domains: propose failure domains (MiniLM embeddings, no LLM), then certify them"
+	$(BIN)/famelog domains propose $(DEMO_DIR)/train.log --format bgl --k 100 --backend embedding \
+		--out $(DEMO_DIR)/proposal.json
+	$(BIN)/famelog domains certify $(DEMO_DIR)/proposal.json $(DEMO_DIR)/train.log --format bgl --k 100 \
+		--out $(DEMO_DIR)/partition.json
 	$(BIN)/famelog domains show $(DEMO_DIR)/partition.json
-	@echo "== demo done: outputs in $(DEMO_DIR)/"
+	@echo "== 5/6 fit: router and calibrated MiniLM experts"
+	$(BIN)/famelog fit $(DEMO_DIR)/train.log --format bgl --k 100 --partition $(DEMO_DIR)/partition.json \
+		--epochs 2 --out $(DEMO_DIR)/model
+	@echo "== 6/6 detect on the last 20% (one row per line), then explain one line"
+	$(BIN)/famelog detect $(DEMO_DIR)/model $(DEMO_DIR)/test.log --format bgl --out $(DEMO_DIR)/detections.csv --evaluate
+	$(BIN)/famelog explain $(DEMO_DIR)/model "fsck: block bitmap differences on device sdb: +4711"
+	@echo "== demo done: outputs in $(DEMO_DIR)/ (detections.csv has one row per line of test.log)"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest

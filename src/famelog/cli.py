@@ -296,6 +296,18 @@ def _chat_backend(backend: str, model: str, gguf: Optional[Path], base_url: Opti
     raise UsageError(f"unknown backend {backend!r}; use embedding, llamacpp or openai")
 
 
+def _proposer(backend: str, model: str, gguf: Optional[Path], base_url: Optional[str], llm_name: str,
+              api_key_env: str, constraint: str, threads: int, n_domains: Optional[int] = None, cache: bool = True):
+    """The embedding proposer, or an LLM proposer over the chosen chat backend (its answers cached by input)."""
+    from famelog.domains.propose import EmbeddingProposer, LLMProposer
+    from famelog.llm_fetch import model_cache_dir
+
+    if backend == "embedding":
+        return EmbeddingProposer(n_domains=n_domains)
+    chat = _chat_backend(backend, model, gguf, base_url, llm_name, api_key_env, constraint, threads)
+    return LLMProposer(chat, n_domains=n_domains, cache_dir=model_cache_dir().parent / "proposals" if cache else None)
+
+
 @domains_app.command("propose")
 def domains_propose(
     logs: LogsArg,
@@ -318,16 +330,9 @@ def domains_propose(
     cache: Annotated[bool, typer.Option(help="Reuse an LLM proposal for the same templates, labels and model.")] = True,
 ) -> None:
     """Propose a partition of the training templates into failure domains (once, offline)."""
-    from famelog.domains.propose import EmbeddingProposer, LLMProposer
-    from famelog.llm_fetch import model_cache_dir
-
     data = _training(logs, log_format, train_fraction, k, seed, label_source)
     profiles = data.profiles()
-    if backend == "embedding":
-        proposer = EmbeddingProposer(n_domains=n_domains)
-    else:
-        chat = _chat_backend(backend, model, gguf, base_url, llm_name, api_key_env, constraint, threads)
-        proposer = LLMProposer(chat, n_domains=n_domains, cache_dir=model_cache_dir().parent / "proposals" if cache else None)
+    proposer = _proposer(backend, model, gguf, base_url, llm_name, api_key_env, constraint, threads, n_domains, cache)
     with _bar_progress() as progress:
         task = progress.add_task(f"proposing ({backend})", total=None)
         partition = proposer.propose(profiles, progress=lambda done, total: progress.update(task, completed=done, total=total))
@@ -455,8 +460,6 @@ def fit(
 
     from famelog.domains.certify import Certifier
     from famelog.domains.partition import Partition
-    from famelog.domains.propose import EmbeddingProposer, LLMProposer
-    from famelog.llm_fetch import model_cache_dir
     from famelog.model import FameModel
 
     started = time.perf_counter()
@@ -467,11 +470,7 @@ def fit(
             raise UsageError(f"{partition_path} is not certified; run famelog domains certify first")
     else:
         profiles = data.profiles()
-        if backend == "embedding":
-            proposer = EmbeddingProposer()
-        else:
-            chat = _chat_backend(backend, model, gguf, base_url, llm_name, api_key_env, constraint, threads)
-            proposer = LLMProposer(chat, cache_dir=model_cache_dir().parent / "proposals")
+        proposer = _proposer(backend, model, gguf, base_url, llm_name, api_key_env, constraint, threads)
         with _spinner_progress() as progress:
             progress.add_task(f"proposing failure domains ({backend})", total=None)
             proposal = proposer.propose(profiles)

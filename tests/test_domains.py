@@ -274,6 +274,8 @@ def test_cli_propose_certify_show_with_embeddings(tmp_path, synth_log):
     assert (tmp_path / "partition.report.md").read_text().startswith("# Certification report: CERTIFIED")
     result = run_cli("domains", "show", partition)
     assert result.returncode == 0 and b"(certified)" in result.stdout
+    table = Partition.load(partition).provenance["certification"]["domains"]
+    assert all(str(row["n_normal"]).encode() in result.stdout for row in table)
 
 
 def test_cli_refusal_and_bad_model_are_one_line_errors(tmp_path, synth_log):

@@ -186,3 +186,23 @@ def test_router_round_trip_keeps_its_decisions(tmp_path):
     loaded_domains, loaded_confidence = Router.load(tmp_path).predict(queries)
     assert domains == loaded_domains and np.allclose(confidence, loaded_confidence)
     assert domains[0] == "b" and domains[1] == "c"
+
+
+def test_calibration_split_prefers_named_groups_then_held_out_groups():
+    expert = BertExpert(encoder=TINY)
+    y = np.array([False, True, False, True, False, True, False, True])
+    groups = ["a", "a", "b", "b", "c", "c", "d", "d"]
+    train, calibration, how = expert._calibration_split(y, groups, {"d", "c"})
+    assert how == "named groups" and sorted(calibration) == [4, 5, 6, 7] and sorted(train) == [0, 1, 2, 3]
+    # named groups holding one class only cannot calibrate: whole groups are drawn at random instead
+    y_one_class_late = np.array([False, True, False, True, False, False, False, False])
+    train, calibration, how = expert._calibration_split(y_one_class_late, groups, {"d", "c"})
+    assert how in ("held-out groups", "stratified by label")
+    assert set(y_one_class_late[calibration].tolist()) == {False, True}
+    assert set(y_one_class_late[train].tolist()) == {False, True}
+
+
+def test_novelty_expert_is_calibrated_on_templates_that_appeared_late(fitted):
+    model, _ = fitted
+    assert model.novelty_.calibration_["split"] in ("named groups", "held-out groups")
+    assert model.novelty_holdout == 0.3

@@ -36,8 +36,9 @@ llm_app = typer.Typer(help="Local LLMs for the one-time domain proposal.", no_ar
 app.add_typer(llm_app, name="llm")
 
 # markup off: log text and paths such as "[KERNEL_IB]" must print as they are.
-err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False)
-out = Console(soft_wrap=True, highlight=False, markup=False)
+# Piped into a file, tables get 160 columns rather than rich's 80.
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, width=None if sys.stderr.isatty() else 160)
+out = Console(soft_wrap=True, highlight=False, markup=False, width=None if sys.stdout.isatty() else 160)
 
 LogsArg = Annotated[list[str], typer.Argument(help="Log files (plain or .gz); '-' reads stdin.", show_default=False)]
 FormatOpt = Annotated[
@@ -382,25 +383,27 @@ def domains_certify(
     report_path.write_text(report.to_markdown() + "\n", encoding="utf-8")
     if certified is None:
         raise UsageError(f"{report.reason} (report: {report_path})")
-    certified.provenance["certification"] = {k_: v for k_, v in report.to_json().items() if k_ != "domains"}
+    certified.provenance["certification"] = report.to_json()
     certified.save(out_path)
     out.print(f"{report.reason}; routing accuracy {report.routing_accuracy:.4f} -> {out_path} (report: {report_path})")
 
 
 @domains_app.command("show")
 def domains_show(partition_path: Annotated[Path, typer.Argument(help="A partition or proposal (JSON).")]) -> None:
-    """Show a partition: domain, description, templates, indicator and labelled support."""
+    """Show a partition: domain, kind, templates, labelled support (normal / anomalous lines), description."""
     from famelog.domains.partition import Partition
 
     partition = Partition.load(partition_path)
     support = {row["name"]: row for row in partition.provenance.get("certification", {}).get("domains", [])}
     table = Table(title=f"{partition_path}: {len(partition.domains)} domains"
                         f"{' (certified)' if partition.certified else ' (not certified)'}")
-    for column in ("domain", "kind", "templates", "description"):
-        table.add_column(column, justify="right" if column == "templates" else "left")
+    for column in ("domain", "kind", "templates", "normal", "anomalous"):
+        table.add_column(column, justify="left" if column in ("domain", "kind") else "right", no_wrap=True)
+    table.add_column("description", overflow="ellipsis", no_wrap=True, max_width=70)
     for domain in partition.domains:
+        row = support.get(domain.name, {})
         table.add_row(Text(domain.name), domain.kind or "?", str(len(domain.template_ids)),
-                      _short(domain.description, 90))
+                      str(row.get("n_normal", "?")), str(row.get("n_anomaly", "?")), _short(domain.description, 80))
     out.print(table)
     provenance = partition.provenance
     out.print(f"backend: {provenance.get('backend', '?')}, model: {provenance.get('model', '?')}, "

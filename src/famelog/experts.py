@@ -126,25 +126,18 @@ class BertExpert:
         self.seed = seed
 
     def fit(self, texts: Sequence[str], labels: Sequence[bool], tokenizer=None, groups: Sequence[str] | None = None,
-            progress: Callable[[int, int], None] | None = None) -> BertExpert:
+            progress: Callable[[int, int], None] | None = None,
+            calibration_groups: set[str] | None = None) -> BertExpert:
         """``groups`` (e.g. template ids) makes the calibration split hold out whole groups, so the threshold is
-        chosen on lines of templates the classifier did not train on."""
-        from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
-
+        chosen on lines of templates the classifier did not train on; ``calibration_groups`` names those groups
+        (e.g. the templates that first appear late in the training period) instead of drawing them at random."""
         from famelog.encoder import minilm_path
 
         texts, y = list(texts), np.asarray(labels, dtype=bool)
         if len(texts) != len(y) or len(set(y.tolist())) < 2:
             raise ValueError("an expert needs labelled lines of both classes")
         self.tokenizer_ = tokenizer or load_tokenizer(minilm_path())
-        if groups is not None and len(set(groups)) >= 4:
-            splitter = GroupShuffleSplit(n_splits=1, test_size=self.calibration_fraction, random_state=self.seed)
-            train_idx, calib_idx = next(splitter.split(texts, y, groups))
-            if len(set(y[calib_idx])) < 2 or len(set(y[train_idx])) < 2:
-                groups = None
-        if groups is None or len(set(groups)) < 4:
-            splitter = StratifiedShuffleSplit(n_splits=1, test_size=self.calibration_fraction, random_state=self.seed)
-            train_idx, calib_idx = next(splitter.split(texts, y))
+        train_idx, calib_idx, split = self._calibration_split(y, groups, calibration_groups)
         self.model_ = new_classifier(self.encoder, self.seed)
         self._train([texts[i] for i in train_idx], y[train_idx], progress)
         logits = self._logits([texts[i] for i in calib_idx])
@@ -162,9 +155,31 @@ class BertExpert:
                              "train_lines": int(len(train_idx)), "temperature": self.temperature_,
                              "threshold": self.threshold_, "f1": None if math.isnan(f1) else f1,
                              "rule": f"recall >= {self.target_recall}" if self.target_recall else "max F1",
-                             "split": "by template" if groups is not None else "stratified by label",
+                             "split": split,
                              "calibration_indices": [int(i) for i in calib_idx]}
         return self
+
+    def _calibration_split(self, y: np.ndarray, groups, calibration_groups) -> tuple[np.ndarray, np.ndarray, str]:
+        """(train indices, calibration indices, how): the named groups if they hold both classes on both sides,
+        else a random share of whole groups, else a label-stratified random share of lines."""
+        from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+
+        def both_classes(*parts):
+            return all(len(set(y[part].tolist())) == 2 for part in parts)
+
+        if groups is not None and calibration_groups:
+            held = np.array([g in calibration_groups for g in groups])
+            train_idx, calib_idx = np.flatnonzero(~held), np.flatnonzero(held)
+            if both_classes(train_idx, calib_idx):
+                return train_idx, calib_idx, "named groups"
+        if groups is not None and len(set(groups)) >= 4:
+            splitter = GroupShuffleSplit(n_splits=1, test_size=self.calibration_fraction, random_state=self.seed)
+            train_idx, calib_idx = next(splitter.split(y, y, groups))
+            if both_classes(train_idx, calib_idx):
+                return train_idx, calib_idx, "held-out groups"
+        splitter = StratifiedShuffleSplit(n_splits=1, test_size=self.calibration_fraction, random_state=self.seed)
+        train_idx, calib_idx = next(splitter.split(y, y))
+        return train_idx, calib_idx, "stratified by label"
 
     def _train(self, texts: list[str], y: np.ndarray, progress) -> None:
         torch = _torch()

@@ -7,8 +7,9 @@ Per line, ``predict`` decides as follows:
   a pure-anomaly domain *anomaly* (``domain``), and a mixed domain asks its expert (``expert``) — the lines whose
   label really depends on the values they carry;
 - a line of an unseen template is routed by its text to a domain, and the *novelty expert* decides (``novelty``): a
-  BERT classifier trained on the labelled lines of every template and calibrated on held-out *templates*, with its
-  threshold set for recall on those (``novelty_recall``), since a new failure type is what an operator must not miss.
+  BERT classifier trained on the labelled lines of the templates of the earlier training period and calibrated on the
+  templates that first appeared in its last ``novelty_holdout`` share — new templates, as detection meets them.
+  ``novelty_recall`` optionally lowers its threshold to catch that share of the held-out anomalies.
 
 The score is the calibrated probability of an anomaly (0 or 1 where a template or a domain alone decides).
 """
@@ -78,17 +79,20 @@ class FameModel:
     """``fit(records, labels, partition)`` → ``predict(records)`` → ``save(dir)`` / ``FameModel.load(dir)``."""
 
     def __init__(self, encoder: str = MINILM, epochs: int = 3, context_fields: Sequence[str] = CONTEXT_FIELDS,
-                 novelty_per_template: int = 30, expert_per_template: int = 40, novelty_recall: float = 0.9,
-                 seed: int = 0, matcher_config: MatcherConfig | None = None,
+                 novelty_per_template: int = 30, expert_per_template: int = 40, novelty_recall: float | None = None,
+                 novelty_holdout: float = 0.3, seed: int = 0, matcher_config: MatcherConfig | None = None,
                  cache_size: int = 1_000_000):
         if novelty_per_template < 1:
             raise ValueError(f"novelty_per_template must be >= 1, got {novelty_per_template}")
+        if not 0.0 < novelty_holdout < 1.0:
+            raise ValueError(f"novelty_holdout must be within (0, 1), got {novelty_holdout}")
         self.encoder = encoder
         self.epochs = epochs
         self.context_fields = tuple(context_fields)
         self.novelty_per_template = novelty_per_template
         self.expert_per_template = expert_per_template
         self.novelty_recall = novelty_recall
+        self.novelty_holdout = novelty_holdout
         self.seed = seed
         self.matcher_config = matcher_config or MatcherConfig()
         self.cache_size = cache_size
@@ -152,12 +156,18 @@ class FameModel:
             self.experts_[domain.name] = self._fit_expert(
                 [self._expert_text(records[i]) for i in chosen], [labels[i] == ANOMALY for i in chosen],
                 None, f"expert {domain.name}", progress)
-        # The novelty expert: every template's lines (capped), calibrated on held-out templates.
+        # The novelty expert learns from the templates of the earlier training period and is calibrated on those
+        # that first appeared in its last `novelty_holdout` share: new templates, as detection will meet them.
+        first_seen: dict[str, int] = {}
+        for position, template_id in enumerate(template_ids):
+            first_seen.setdefault(template_id, position)
+        late = {t for t, position in first_seen.items() if position >= (1 - self.novelty_holdout) * len(records)}
         chosen = _capped(indices, template_ids, labels, self.novelty_per_template)
         y = [labels[i] == ANOMALY for i in chosen]
         self.novelty_ = self._fit_expert([self._expert_text(records[i]) for i in chosen], y,
                                          [template_ids[i] for i in chosen], "novelty expert", progress,
-                                         target_recall=self.novelty_recall) if len(set(y)) == 2 else None
+                                         target_recall=self.novelty_recall, calibration_groups=late) \
+            if len(set(y)) == 2 else None
         self.fit_seconds_ = time.perf_counter() - started
         self.reset_state()
         return self
@@ -169,10 +179,11 @@ class FameModel:
         classes = {labels[i] for i in labels if domain_of[template_ids[i]] == domain.name}
         return MIXED if len(classes) == 2 else (PURE_ANOMALY if classes == {ANOMALY} else PURE_NORMAL)
 
-    def _fit_expert(self, texts, y, groups, what, progress, target_recall=None) -> BertExpert:
+    def _fit_expert(self, texts, y, groups, what, progress, target_recall=None, calibration_groups=None) -> BertExpert:
         report = (lambda done, total: progress(what, done, total)) if progress else None
         expert = BertExpert(encoder=self.encoder, epochs=self.epochs, target_recall=target_recall, seed=self.seed)
-        return expert.fit(texts, y, tokenizer=self.tokenizer_, groups=groups, progress=report)
+        return expert.fit(texts, y, tokenizer=self.tokenizer_, groups=groups, progress=report,
+                          calibration_groups=calibration_groups)
 
     # -- predict ------------------------------------------------------------------------------------------------------
 
@@ -196,7 +207,7 @@ class FameModel:
             self._remember(self._routes, dict(zip(pending, zip(domains, confidences.tolist()))))
         # Which expert scores which line; experts read the raw message (values decide a mixed template).
         needs: dict[int, str] = {}
-        for i, (record, match) in enumerate(zip(records, matches)):
+        for i, match in enumerate(matches):
             if match.unseen:
                 if self.novelty_ is not None:
                     needs[i] = NOVELTY
@@ -294,7 +305,7 @@ class FameModel:
             "params": {"encoder": self.encoder, "epochs": self.epochs, "context_fields": list(self.context_fields),
                        "novelty_per_template": self.novelty_per_template,
                        "expert_per_template": self.expert_per_template, "novelty_recall": self.novelty_recall,
-                       "seed": self.seed},
+                       "novelty_holdout": self.novelty_holdout, "seed": self.seed},
             "kinds": self.kinds_, "template_kinds": self.template_kinds_, "experts": experts, "novelty": self.novelty_ is not None,
             "fit_seconds": round(getattr(self, "fit_seconds_", 0.0), 1),
             "files": {name: _sha256(directory / name) for name in files},
@@ -336,7 +347,7 @@ class FameModel:
         model = cls(encoder=params["encoder"], epochs=params["epochs"], context_fields=params["context_fields"],
                     novelty_per_template=params["novelty_per_template"],
                     expert_per_template=params["expert_per_template"], novelty_recall=params["novelty_recall"],
-                    seed=params["seed"])
+                    novelty_holdout=params["novelty_holdout"], seed=params["seed"])
         model.template_set_ = TemplateSet.load(directory / "templates.json")
         model.matcher_config = model.template_set_.config
         model.partition_ = Partition.load(directory / "partition.json")

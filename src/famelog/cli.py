@@ -638,7 +638,7 @@ def _print_evaluation(truth: list[tuple[bool, bool, bool]]) -> None:
 @app.command()
 def explain(
     model_dir: Annotated[Path, typer.Argument(help="A model directory written by famelog fit.")],
-    line: Annotated[str, typer.Argument(help="One log line (quote it).")],
+    line: Annotated[str, typer.Argument(help="One log line (quote it; put -- before a line that starts with '-').")],
     log_format: FormatOpt = "raw",
 ) -> None:
     """Explain one line: template, route with confidence, domain, expert score and threshold, nearest examples."""

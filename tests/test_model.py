@@ -206,3 +206,22 @@ def test_novelty_expert_is_calibrated_on_templates_that_appeared_late(fitted):
     model, _ = fitted
     assert model.novelty_.calibration_["split"] in ("named groups", "held-out groups")
     assert model.novelty_holdout == 0.3
+
+
+def test_detection_never_loads_an_llm(fitted, synth_log):
+    import subprocess
+    import sys
+
+    _, model_dir = fitted
+    code = (
+        "import sys\n"
+        "sys.modules['llama_cpp'] = None  # importing it would fail\n"
+        "from famelog.io import read_records\n"
+        "from famelog.model import FameModel\n"
+        f"rows = FameModel.load({str(model_dir)!r}).predict(read_records({str(synth_log)!r}, 'bgl'))\n"
+        "assert len(rows) == 6000\n"
+        "assert not any(name.startswith(('famelog.domains.llm', 'famelog.domains.propose', 'famelog.llm_fetch'))\n"
+        "               for name in sys.modules), sorted(sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]

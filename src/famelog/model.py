@@ -9,7 +9,8 @@ Per line, ``predict`` decides as follows:
 - a line of an unseen template is routed by its text to a domain, and the *novelty expert* decides (``novelty``): a
   BERT classifier trained on the labelled lines of the templates of the earlier training period and calibrated on the
   templates that first appeared in its last ``novelty_holdout`` share — new templates, as detection meets them.
-  ``novelty_recall`` optionally lowers its threshold to catch that share of the held-out anomalies.
+  Its threshold is the F1-best on those, lowered where needed to catch ``novelty_recall`` of their anomalies: a new
+  failure type is what an operator must not miss.
 
 The score is the calibrated probability of an anomaly (0 or 1 where a template or a domain alone decides).
 """
@@ -79,7 +80,7 @@ class FameModel:
     """``fit(records, labels, partition)`` → ``predict(records)`` → ``save(dir)`` / ``FameModel.load(dir)``."""
 
     def __init__(self, encoder: str = MINILM, epochs: int = 3, context_fields: Sequence[str] = CONTEXT_FIELDS,
-                 novelty_per_template: int = 30, expert_per_template: int = 40, novelty_recall: float | None = None,
+                 novelty_per_template: int = 30, expert_per_template: int = 40, novelty_recall: float | None = 0.9,
                  novelty_holdout: float = 0.3, seed: int = 0, matcher_config: MatcherConfig | None = None,
                  cache_size: int = 1_000_000):
         if novelty_per_template < 1:

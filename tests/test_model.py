@@ -76,6 +76,7 @@ def test_tampered_artifact_is_refused(fitted, tmp_path):
     (lambda m: m.update(format="something"), "not a famelog model"),
     (lambda m: m["files"].update({"../../etc/passwd": "0" * 64}), "outside the model"),
     (lambda m: m["files"].update({"router/missing.json": "0" * 64}), "router/missing.json is missing"),
+    (lambda m: m.pop("params"), "incomplete or inconsistent model"),
 ])
 def test_mismatched_manifest_is_refused(fitted, tmp_path, edit, message):
     import shutil

@@ -117,6 +117,9 @@ def test_bad_template_files_are_refused(tmp_path):
     path.write_text("{not json")
     with pytest.raises(ValueError, match="cannot read template file"):
         TemplateSet.load(path)
+    path.write_text('{"format": "famelog-templates", "version": 1, "config": {"depth": 4}, "templates": []}')
+    with pytest.raises(ValueError, match="malformed template file"):
+        TemplateSet.load(path)
 
 
 @pytest.mark.parametrize("kwargs, message", [

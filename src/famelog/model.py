@@ -344,23 +344,26 @@ class FameModel:
             if _sha256(path) != expected:
                 raise ModelError(f"{directory}: {name} was changed or damaged (sha256 differs from the manifest); "
                                  f"refusing to load")
-        params = manifest["params"]
-        model = cls(encoder=params["encoder"], epochs=params["epochs"], context_fields=params["context_fields"],
-                    novelty_per_template=params["novelty_per_template"],
-                    expert_per_template=params["expert_per_template"], novelty_recall=params["novelty_recall"],
-                    novelty_holdout=params["novelty_holdout"], seed=params["seed"])
-        model.template_set_ = TemplateSet.load(directory / "templates.json")
-        model.matcher_config = model.template_set_.config
-        model.partition_ = Partition.load(directory / "partition.json")
-        model.kinds_ = dict(manifest["kinds"])
-        model.template_kinds_ = dict(manifest["template_kinds"])
-        model.examples_ = json.loads((directory / "examples.json").read_text(encoding="utf-8"))
-        model.router_ = Router.load(directory / "router")
-        model.tokenizer_ = load_tokenizer(directory / "tokenizer")
-        model.experts_ = {name: BertExpert.load(directory / folder, model.tokenizer_)
-                          for name, folder in manifest["experts"].items()}
-        model.novelty_ = BertExpert.load(directory / "novelty", model.tokenizer_) if manifest["novelty"] else None
-        model.fit_seconds_ = manifest.get("fit_seconds", 0.0)
+        try:
+            params = manifest["params"]
+            model = cls(encoder=params["encoder"], epochs=params["epochs"], context_fields=params["context_fields"],
+                        novelty_per_template=params["novelty_per_template"],
+                        expert_per_template=params["expert_per_template"], novelty_recall=params["novelty_recall"],
+                        novelty_holdout=params["novelty_holdout"], seed=params["seed"])
+            model.template_set_ = TemplateSet.load(directory / "templates.json")
+            model.matcher_config = model.template_set_.config
+            model.partition_ = Partition.load(directory / "partition.json")
+            model.kinds_ = dict(manifest["kinds"])
+            model.template_kinds_ = dict(manifest["template_kinds"])
+            model.examples_ = json.loads((directory / "examples.json").read_text(encoding="utf-8"))
+            model.router_ = Router.load(directory / "router")
+            model.tokenizer_ = load_tokenizer(directory / "tokenizer")
+            model.experts_ = {name: BertExpert.load(directory / folder, model.tokenizer_)
+                              for name, folder in manifest["experts"].items()}
+            model.novelty_ = BertExpert.load(directory / "novelty", model.tokenizer_) if manifest["novelty"] else None
+            model.fit_seconds_ = manifest.get("fit_seconds", 0.0)
+        except (KeyError, TypeError, ValueError, OSError) as exc:
+            raise ModelError(f"{directory}: incomplete or inconsistent model ({type(exc).__name__}: {exc})") from None
         model.reset_state()
         return model
 

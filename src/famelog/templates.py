@@ -99,11 +99,14 @@ class TemplateSet:
             raise ValueError("not a famelog template file (missing \"format\": \"famelog-templates\")")
         if data.get("version") != FORMAT_VERSION:
             raise ValueError(f"template file version {data.get('version')!r} is not supported (expected {FORMAT_VERSION})")
-        raw = dict(data["config"])
-        raw["masking"] = tuple((str(regex), str(name)) for regex, name in raw["masking"])
-        raw["extra_delimiters"] = tuple(raw.get("extra_delimiters", ()))
-        config = MatcherConfig(**raw)
-        templates = [Template(str(t["id"]), str(t["text"]), int(t["count"])) for t in data["templates"]]
+        try:
+            raw = dict(data["config"])
+            raw["masking"] = tuple((str(regex), str(name)) for regex, name in raw["masking"])
+            raw["extra_delimiters"] = tuple(raw.get("extra_delimiters", ()))
+            config = MatcherConfig(**raw)
+            templates = [Template(str(t["id"]), str(t["text"]), int(t["count"])) for t in data["templates"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"malformed template file ({type(exc).__name__}: {exc})") from None
         return cls(config, templates)
 
     def save(self, path: str | Path) -> None:

@@ -226,3 +226,14 @@ def test_detection_never_loads_an_llm(fitted, synth_log):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
+
+
+def test_a_tiny_cache_changes_no_prediction(fitted, split):
+    model, directory = fitted
+    _, test = split
+    reference = FameModel.load(directory).predict(test)
+    small = FameModel.load(directory)
+    small.cache_size = 2
+    small.reset_state()
+    # batches whose cached values get emptied half way must still answer every line
+    assert [p for start in range(0, len(test), 100) for p in small.predict(test[start:start + 100])] == reference

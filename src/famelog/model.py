@@ -202,10 +202,7 @@ class FameModel:
         # Route every unseen line (cached by its text: routing reads the masked message, never raw values).
         route_texts = {i: self._route_text(r, self._matcher.mask(r.content))
                        for i, (r, m) in enumerate(zip(records, matches)) if m.unseen}
-        pending = sorted({t for t in route_texts.values() if t not in self._routes})
-        if pending:
-            domains, confidences = self.router_.predict(pending)
-            self._remember(self._routes, dict(zip(pending, zip(domains, confidences.tolist()))))
+        routes = self._cached_or_computed(self._routes, set(route_texts.values()), self._route)
         # Which expert scores which line; experts read the raw message (values decide a mixed template).
         needs: dict[int, str] = {}
         for i, match in enumerate(matches):
@@ -215,17 +212,18 @@ class FameModel:
             elif self.template_kinds_.get(match.template_id) not in (PURE_NORMAL, PURE_ANOMALY) and \
                     self.kinds_[self._domain_of[match.template_id]] == MIXED:
                 needs[i] = self._domain_of[match.template_id]
+        expert_texts = {i: self._expert_text(records[i]) for i in needs}
+        scores: dict[str, dict[str, float]] = {}
         for name in set(needs.values()):
-            cache = self._scores[name]
-            texts = sorted({self._expert_text(records[i]) for i, n in needs.items() if n == name} - set(cache))
-            if texts:
-                expert = self.novelty_ if name == NOVELTY else self.experts_[name]
-                self._remember(cache, dict(zip(texts, expert.predict_proba(texts).tolist())))
+            expert = self.novelty_ if name == NOVELTY else self.experts_[name]
+            wanted = {expert_texts[i] for i, n in needs.items() if n == name}
+            scores[name] = self._cached_or_computed(self._scores[name], wanted,
+                                                    lambda texts, e=expert: e.predict_proba(texts).tolist())
         rows = []
         for i, (record, match) in enumerate(zip(records, matches)):
             confidence = None
             if match.unseen:
-                domain, confidence = self._routes[route_texts[i]]
+                domain, confidence = routes[route_texts[i]]
             else:
                 domain = self._domain_of[match.template_id]
             name = needs.get(i)
@@ -239,7 +237,7 @@ class FameModel:
                 anomaly = score >= 0.5
             else:
                 expert = self.novelty_ if name == NOVELTY else self.experts_[name]
-                score = self._scores[name][self._expert_text(record)]
+                score = scores[name][expert_texts[i]]
                 anomaly = score >= expert.threshold_
                 decided_by = "novelty" if name == NOVELTY else "expert"
             rows.append(Prediction(record.source, record.line, bool(anomaly), round(float(score), 6), domain,
@@ -247,10 +245,22 @@ class FameModel:
                                    None if confidence is None else round(float(confidence), 4)))
         return rows
 
-    def _remember(self, cache: dict, items: dict) -> None:
-        if len(cache) + len(items) > self.cache_size:
-            cache.clear()
-        cache.update(items)
+    def _route(self, texts: list[str]) -> list[tuple[str, float]]:
+        domains, confidences = self.router_.predict(texts)
+        return list(zip(domains, confidences.tolist()))
+
+    def _cached_or_computed(self, cache: dict, keys: set, compute) -> dict:
+        """The values for ``keys`` in this batch: from ``cache`` where present, else computed (sorted, one call) and
+        remembered. Returned as its own dict, so emptying a full cache cannot lose a value the batch still needs."""
+        found = {key: cache[key] for key in keys if key in cache}
+        missing = sorted(keys - found.keys())
+        if missing:
+            computed = dict(zip(missing, compute(missing)))
+            if len(cache) + len(computed) > self.cache_size:
+                cache.clear()
+            cache.update(computed)
+            found.update(computed)
+        return found
 
     # -- explain ------------------------------------------------------------------------------------------------------
 

@@ -208,6 +208,11 @@ def read_sheet(path: str | Path, require_complete: bool = True) -> list[SheetRow
     return rows
 
 
+def _same_file(source: str) -> str:
+    """One spelling per file: a sheet and a command line may name it relatively or absolutely ("<stdin>" stays)."""
+    return source if source.startswith("<") else os.path.realpath(source)
+
+
 def compare_sheet_with_log(rows: Sequence[SheetRow], records: Sequence, expected: Iterable[int]) -> list[str]:
     """Problems between a sheet and the log it claims to come from.
 
@@ -215,8 +220,7 @@ def compare_sheet_with_log(rows: Sequence[SheetRow], records: Sequence, expected
     line that exists with the same content, and every expected line must be in the sheet.
     """
     def key(source: str, line: int) -> tuple[str, int]:
-        # The same file may be named differently on the two command lines (relative vs absolute path).
-        return (source if source.startswith("<") else os.path.realpath(source), line)
+        return (_same_file(source), line)
 
     by_key = {key(r.source, r.line): r for r in records}
     problems = []
@@ -241,7 +245,7 @@ def labels_from_sheet(rows: Sequence[SheetRow], records: Sequence) -> dict[int, 
     single = len({r.source for r in records}) == 1
 
     def key(source: str, line: int):
-        return line if single else (source if source.startswith("<") else os.path.realpath(source), line)
+        return line if single else (_same_file(source), line)
 
     index = {key(r.source, r.line): i for i, r in enumerate(records)}
     labels, unknown = {}, []

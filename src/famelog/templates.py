@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable
 
 from drain3.drain import Drain, LogCluster
 from drain3.masking import LogMasker, MaskingInstruction
@@ -81,9 +81,6 @@ class TemplateSet:
 
     config: MatcherConfig
     templates: list[Template] = field(default_factory=list)
-
-    def by_id(self) -> dict[str, Template]:
-        return {t.id: t for t in self.templates}
 
     def to_json(self) -> dict:
         return {
@@ -219,7 +216,3 @@ class FrozenMatcher:
         if len(cache) >= self._cache_size:
             cache.clear()
         cache[key] = result
-
-    def match_all(self, contents: Iterable[str]) -> Iterator[Match]:
-        for content in contents:
-            yield self.match(content)

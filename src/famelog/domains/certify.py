@@ -62,10 +62,6 @@ class CertificationReport:
     confused_pairs: list[tuple[str, str, float]] = field(default_factory=list)
     domain_table: list[dict] = field(default_factory=list)
 
-    @property
-    def certified(self) -> bool:
-        return self.outcome == "certified"
-
     def to_json(self) -> dict:
         return {
             "outcome": self.outcome,

@@ -224,7 +224,7 @@ class LLMProposer:
             partition.save(cached_path)
         return partition
 
-    def advisor(self, names_hint: str = ""):
+    def advisor(self):
         """Certification's way to send a violation back to the LLM: one constrained call per template."""
 
         def advise(profile: TemplateProfile, domains: list[Domain], violation: str) -> str | None:

@@ -663,6 +663,72 @@ def explain(
                        f"{example['content'][:140]}"))
 
 
+@app.command()
+def bench(
+    data: Annotated[Path, typer.Option(help="The folder holding the data sets the configuration names.",
+                                       envvar="FAMELOG_DATA")] = Path("../shared/data"),
+    quick: Annotated[bool, typer.Option(help="The reduced CI grid: main split, main K and the smallest K, one "
+                                             "seed.")] = False,
+    config_path: Annotated[Path, typer.Option("--config", help="The benchmark grid (JSON).")] = Path(
+        "benchmarks/bench.json"),
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Folder for results.json, results.md, report.html "
+                                                               "and the per-run cache.")] = Path("bench-output"),
+) -> None:
+    """Benchmark famelog against its baselines on identical chronological splits and K-shot labels."""
+    import platform
+    import time
+
+    from famelog.bench.config import BenchConfigError, load_config
+    from famelog.bench.report import summarise, write_reports
+    from famelog.bench.runner import FAMELOG, run_grid
+    from famelog.bench.validate import check_results
+
+    try:
+        config = load_config(config_path)
+    except BenchConfigError as exc:
+        raise UsageError(str(exc)) from None
+    if quick:
+        config = config.quick()
+    missing = [d.path for d in config.datasets if not (data / d.path).is_file()]
+    if missing:
+        raise UsageError(f"{data}: missing {', '.join(missing)} (set --data or FAMELOG_DATA)")
+    runs = config.runs()
+    err.print(f"{len(runs)} runs ({len(config.datasets)} data sets x {len(config.splits)} splits x "
+              f"{len(config.ks)} K x {len(config.seeds)} seeds), each in a fresh process; finished runs are kept "
+              f"in {out_dir / 'runs'} and reused while the code is unchanged")
+    started = time.perf_counter()
+    with _bar_progress() as progress:
+        task = progress.add_task("benchmark runs", total=len(runs))
+
+        def done(run, result, reused: bool) -> None:
+            fame = result["methods"].get(FAMELOG, {})
+            summary = (f"F1 {fame['f1']:.4f}, unseen-template recall "
+                       f"{'n/a' if fame['unseen_recall_lines'] is None else format(fame['unseen_recall_lines'], '.3f')}"
+                       if "f1" in fame else f"famelog failed: {fame.get('error')}")
+            err.print(f"{run.key}: famelog {summary}; "
+                      f"{'reused' if reused else format(result['seconds'], '.0f') + ' s'}")
+            progress.advance(task)
+
+        results = run_grid(config, str(data), out_dir, runs, on_done=done)
+    machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
+               f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
+               f"Python {platform.python_version()}, {platform.system()}")
+    grid = (f"{', '.join(d.name for d in config.datasets)}; splits {', '.join(f'{s:g}' for s in config.splits)}; "
+            f"K {', '.join(map(str, config.ks))}; seeds {', '.join(map(str, config.seeds))}; "
+            f"{config.epochs} epochs; MiniLM global baseline "
+            f"{'everywhere' if config.costly_everywhere else f'at split {config.main_split:g}, K={config.main_k}'}")
+    report = {"command": "famelog bench" + (" --quick" if quick else "") +
+              ("" if config_path == Path("benchmarks/bench.json") else f" --config {config_path}"),
+              "machine": machine, "grid": grid, "config": config.to_json(), "runs": results,
+              "summary": summarise(results)}
+    problems = check_results(report)
+    paths = write_reports(report, out_dir)
+    err.print(f"{len(results)} runs in {time.perf_counter() - started:.0f} s; results -> {paths['json']}, "
+              f"{paths['markdown']}, {paths['html']}")
+    if problems:
+        raise UsageError(f"malformed benchmark results: {'; '.join(problems[:5])}")
+
+
 def main() -> None:
     """Entry point: known errors become one line on stderr and exit code 2, never a traceback."""
     try:

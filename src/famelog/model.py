@@ -82,7 +82,10 @@ class FameModel:
     def __init__(self, encoder: str = MINILM, epochs: int = 3, context_fields: Sequence[str] = CONTEXT_FIELDS,
                  novelty_per_template: int = 30, expert_per_template: int = 40, novelty_recall: float | None = 0.9,
                  novelty_holdout: float = 0.3, seed: int = 0, matcher_config: MatcherConfig | None = None,
-                 cache_size: int = 1_000_000):
+                 cache_size: int = 1_000_000, expert_memory: dict | None = None):
+        """``expert_memory``: a dict shared by several fits on the same lines (e.g. one training set under
+        different partitions, as the benchmark does) so that an expert with identical training data and parameters
+        is fitted once — the novelty expert never depends on the partition. Never saved."""
         if novelty_per_template < 1:
             raise ValueError(f"novelty_per_template must be >= 1, got {novelty_per_template}")
         if not 0.0 < novelty_holdout < 1.0:
@@ -97,17 +100,15 @@ class FameModel:
         self.seed = seed
         self.matcher_config = matcher_config or MatcherConfig()
         self.cache_size = cache_size
+        self.expert_memory = expert_memory
 
     # -- texts the router and the experts read ----------------------------------------------------------------------
 
-    def _context(self, record: Record) -> str:
-        return " ".join(record.fields.get(name, "") for name in self.context_fields).strip()
-
     def _route_text(self, record: Record, masked: str) -> str:
-        return f"{self._context(record)} {masked}".strip()
+        return line_text(record, self.context_fields, masked)
 
     def _expert_text(self, record: Record) -> str:
-        return f"{self._context(record)} {record.content}".strip()
+        return line_text(record, self.context_fields)
 
     # -- fit ----------------------------------------------------------------------------------------------------------
 
@@ -152,8 +153,8 @@ class FameModel:
         for domain in partition.domains:
             if self.kinds_[domain.name] != MIXED:
                 continue
-            chosen = _capped([i for i in indices if domain_of[template_ids[i]] == domain.name], template_ids, labels,
-                             self.expert_per_template)
+            chosen = capped_per_template([i for i in indices if domain_of[template_ids[i]] == domain.name],
+                                         template_ids, labels, self.expert_per_template)
             self.experts_[domain.name] = self._fit_expert(
                 [self._expert_text(records[i]) for i in chosen], [labels[i] == ANOMALY for i in chosen],
                 None, f"expert {domain.name}", progress)
@@ -163,7 +164,7 @@ class FameModel:
         for position, template_id in enumerate(template_ids):
             first_seen.setdefault(template_id, position)
         late = {t for t, position in first_seen.items() if position >= (1 - self.novelty_holdout) * len(records)}
-        chosen = _capped(indices, template_ids, labels, self.novelty_per_template)
+        chosen = capped_per_template(indices, template_ids, labels, self.novelty_per_template)
         y = [labels[i] == ANOMALY for i in chosen]
         self.novelty_ = self._fit_expert([self._expert_text(records[i]) for i in chosen], y,
                                          [template_ids[i] for i in chosen], "novelty expert", progress,
@@ -183,8 +184,17 @@ class FameModel:
     def _fit_expert(self, texts, y, groups, what, progress, target_recall=None, calibration_groups=None) -> BertExpert:
         report = (lambda done, total: progress(what, done, total)) if progress else None
         expert = BertExpert(encoder=self.encoder, epochs=self.epochs, target_recall=target_recall, seed=self.seed)
-        return expert.fit(texts, y, tokenizer=self.tokenizer_, groups=groups, progress=report,
-                          calibration_groups=calibration_groups)
+        key = None
+        if self.expert_memory is not None:
+            key = hashlib.sha256(json.dumps([texts, [bool(v) for v in y], groups, sorted(calibration_groups or ()),
+                                             vars(expert)], sort_keys=True).encode()).hexdigest()
+            if key in self.expert_memory:
+                return self.expert_memory[key]
+        expert.fit(texts, y, tokenizer=self.tokenizer_, groups=groups, progress=report,
+                   calibration_groups=calibration_groups)
+        if key is not None:
+            self.expert_memory[key] = expert
+        return expert
 
     # -- predict ------------------------------------------------------------------------------------------------------
 
@@ -378,7 +388,14 @@ class FameModel:
         return model
 
 
-def _capped(indices: list[int], template_ids: Sequence[str], labels: dict[int, str], cap: int) -> list[int]:
+def line_text(record: Record, context_fields: Sequence[str] = CONTEXT_FIELDS, content: str | None = None) -> str:
+    """What a classifier reads of a line: its context fields (e.g. component and level), then its message (or
+    ``content``, e.g. the masked message). Never the label."""
+    context = " ".join(record.fields.get(name, "") for name in context_fields).strip()
+    return f"{context} {record.content if content is None else content}".strip()
+
+
+def capped_per_template(indices: list[int], template_ids: Sequence[str], labels: dict[int, str], cap: int) -> list[int]:
     """At most ``cap`` lines per (template, label): bounds CPU time while keeping the rarer class of a mixed
     template whole."""
     taken: Counter = Counter()

@@ -1,0 +1,125 @@
+"""The benchmark grid, read from a JSON file (``benchmarks/bench.json``): datasets and their formats are data.
+
+Costly methods (those that fine-tune MiniLM beyond famelog itself) can be limited to the main split and K, where
+they are compared with famelog; cheap ones run over the whole grid.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+MAX_CONFIG_BYTES = 1_000_000
+
+
+class BenchConfigError(ValueError):
+    """A benchmark configuration that cannot be used."""
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """``proposals`` maps a train fraction (as written, e.g. ``"0.8"``) to LLM proposal files (paths relative to
+    the configuration file) proposed on exactly that training split."""
+
+    name: str
+    path: str
+    format: str
+    proposals: dict[str, dict[str, str]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the grid."""
+
+    dataset: Dataset
+    split: float
+    k: int
+    seed: int
+
+    @property
+    def key(self) -> str:
+        return f"{self.dataset.name}-{round(self.split * 100)}-k{self.k}-s{self.seed}"
+
+    def is_main(self, config: BenchConfig) -> bool:
+        return self.split == config.main_split and self.k == config.main_k
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    datasets: list[Dataset]
+    splits: list[float]
+    ks: list[int]
+    seeds: list[int]
+    main_split: float
+    main_k: int
+    costly_everywhere: bool
+    epochs: int
+    encoder: str  # minilm; tiny (a small random BERT) only to test the harness itself
+    speed_lines: int
+    minilm_speed_lines: int
+    base: Path  # the folder proposal paths are relative to
+
+    def runs(self) -> list[Run]:
+        """Main split and K first (the headline figures are ready first), then the rest of the grid."""
+        cells = [Run(d, s, k, seed) for d in self.datasets for s in self.splits for k in self.ks for seed in self.seeds]
+        return sorted(cells, key=lambda r: (not r.is_main(self), self.datasets.index(r.dataset), -r.split, -r.k,
+                                            r.seed))
+
+    def to_json(self) -> dict:
+        return {"datasets": [{"name": d.name, "path": d.path, "format": d.format, "proposals": d.proposals}
+                             for d in self.datasets],
+                "splits": self.splits, "ks": self.ks, "seeds": self.seeds, "main_split": self.main_split,
+                "main_k": self.main_k, "costly_methods_everywhere": self.costly_everywhere, "epochs": self.epochs,
+                "encoder": self.encoder, "speed_lines": self.speed_lines,
+                "minilm_speed_lines": self.minilm_speed_lines}
+
+    def quick(self) -> BenchConfig:
+        """The CI grid: the main split, K = main K and the smallest K, one seed."""
+        return BenchConfig(self.datasets, [self.main_split], sorted({self.main_k, min(self.ks)}, reverse=True),
+                           self.seeds[:1], self.main_split, self.main_k, self.costly_everywhere, self.epochs,
+                           self.encoder, min(self.speed_lines, 200_000), min(self.minilm_speed_lines, 512), self.base)
+
+
+def load_config(path: str | Path) -> BenchConfig:
+    path = Path(path)
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            raise BenchConfigError(f"{path}: too large for a benchmark configuration")
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise BenchConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BenchConfigError(f"{path}: not valid JSON ({exc})") from None
+    try:
+        datasets = [Dataset(str(d["name"]), str(d["path"]), str(d["format"]),
+                            {str(s): dict(p) for s, p in d.get("proposals", {}).items()}) for d in raw["datasets"]]
+        config = BenchConfig(datasets, [float(s) for s in raw["splits"]], [int(k) for k in raw["ks"]],
+                             [int(s) for s in raw["seeds"]], float(raw["main"]["split"]), int(raw["main"]["k"]),
+                             bool(raw.get("costly_methods_everywhere", False)), int(raw.get("epochs", 3)),
+                             str(raw.get("encoder", "minilm")),
+                             int(raw.get("speed_lines", 1_000_000)), int(raw.get("minilm_speed_lines", 2048)),
+                             path.resolve().parent)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise BenchConfigError(f"{path}: malformed benchmark configuration ({type(exc).__name__}: {exc})") from None
+    problems = []
+    if not datasets or len({d.name for d in datasets}) != len(datasets):
+        problems.append("datasets must be a non-empty list with distinct names")
+    if not config.splits or not all(0.0 < s < 1.0 for s in config.splits):
+        problems.append("every split must be a train fraction within (0, 1)")
+    if not config.ks or min(config.ks) < 1 or not config.seeds:
+        problems.append("ks must be >= 1 and seeds non-empty")
+    if config.main_split not in config.splits or config.main_k not in config.ks:
+        problems.append("main.split and main.k must be among splits and ks")
+    if config.encoder not in ("minilm", "tiny"):
+        problems.append(f"encoder must be minilm or tiny, got {config.encoder!r}")
+    if config.epochs < 1 or config.speed_lines < 1 or config.minilm_speed_lines < 1:
+        problems.append("epochs, speed_lines and minilm_speed_lines must be >= 1")
+    for dataset in datasets:
+        for split, files in dataset.proposals.items():
+            for label, file in files.items():
+                if not (config.base / file).is_file():
+                    problems.append(f"{dataset.name}: proposal {label!r} for split {split}: {file} not found")
+    if problems:
+        raise BenchConfigError(f"{path}: " + "; ".join(problems))
+    return config

@@ -4,8 +4,9 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.famelog-installed
 DEMO_DIR ?= demo-output
+FAMELOG_DATA ?= ../shared/data
 
-.PHONY: demo test install bench clean
+.PHONY: demo test install bench bench-quick clean
 
 install: $(STAMP)
 
@@ -15,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet torch==2.13.0
-	$(BIN)/python -m pip install --quiet -e '.[ml,llm,dev]'
+	$(BIN)/python -m pip install --quiet -e '.[ml,llm,bench,dev]'
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -45,8 +46,13 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
+# The full grid of benchmarks/bench.json over FAMELOG_DATA (about an hour on 2 cores; finished runs are reused).
 bench: $(STAMP)
-	$(BIN)/python benchmarks/template_matching.py
+	$(BIN)/famelog bench --data $(FAMELOG_DATA) --out bench-output
+
+# The reduced CI grid: completes and yields well-formed numbers (no quality thresholds).
+bench-quick: $(STAMP)
+	$(BIN)/famelog bench --quick --data $(FAMELOG_DATA) --out bench-output-quick
 
 clean:
-	rm -rf $(DEMO_DIR) .pytest_cache build src/*.egg-info
+	rm -rf $(DEMO_DIR) bench-output-quick .pytest_cache build src/*.egg-info

@@ -1,4 +1,8 @@
 import json
+import os
+import re
+import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -94,7 +98,10 @@ def test_config_problems_are_refused_with_what_is_wrong(tmp_path):
         load_config(path)
 
 
-def test_bench_cli_end_to_end_writes_reports_and_reuses_finished_runs(tmp_path, synth_log):
+@pytest.fixture(scope="module")
+def bench_run(tmp_path_factory, synth_log):
+    """A real `famelog bench` over a 2-cell grid of the synthetic log (tiny BERT): (config, out dir, stderr)."""
+    tmp_path = tmp_path_factory.mktemp("bench")
     config = tmp_path / "bench.json"
     config.write_text(json.dumps({
         "datasets": [{"name": "synthetic", "path": synth_log.name, "format": "bgl"}],
@@ -103,6 +110,11 @@ def test_bench_cli_end_to_end_writes_reports_and_reuses_finished_runs(tmp_path, 
     out = tmp_path / "out"
     result = run_cli("bench", "--data", synth_log.parent, "--config", config, "--out", out)
     assert result.returncode == 0, result.stderr
+    return config, out
+
+
+def test_bench_cli_end_to_end_writes_reports_and_reuses_finished_runs(bench_run, synth_log):
+    config, out = bench_run
     results = json.loads((out / "results.json").read_text())
     assert check_results(results) == []
     assert len(results["runs"]) == 2
@@ -128,3 +140,51 @@ def test_bench_refuses_missing_data_in_one_line(tmp_path):
     result = run_cli("bench", "--data", tmp_path, "--out", tmp_path / "out")
     assert result.returncode == 2
     assert b"missing" in result.stderr and b"Traceback" not in result.stderr
+
+
+def _colour_share(png) -> float:
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    saturation = pixels.max(axis=2) - pixels.min(axis=2)
+    return float((saturation > 60).mean())
+
+
+@pytest.mark.slow
+def test_html_report_plots_render_in_headless_chromium(bench_run, tmp_path):
+    """Screenshots of the report in headless Chromium: its plots put colour on the page; the same page without its
+    inline SVGs has next to none (tables and text are black and grey)."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        if os.environ.get("FAMELOG_REQUIRE_BROWSER") == "1":
+            pytest.fail("chromium is not installed (CI installs Debian's chromium)")
+        pytest.skip("chromium not installed")
+    _, out = bench_run
+    page = (out / "report.html").read_text()
+    without_plots = tmp_path / "no-plots.html"
+    without_plots.write_text(re.sub(r"<svg.*?</svg>", "", page, flags=re.S))
+    shares = []
+    for html_file in (out / "report.html", without_plots):
+        png = tmp_path / f"{html_file.stem}.png"
+        subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                        "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                        f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1300,2600",
+                        f"--screenshot={png}", html_file.resolve().as_uri()], capture_output=True, timeout=180)
+        assert png.is_file(), f"chromium wrote no screenshot of {html_file.name}"
+        shares.append(_colour_share(png))
+    with_plots, without = shares
+    assert with_plots > 0.01 and without < 0.001, shares
+
+
+def test_sweeps_grid_runs_the_k_sweep_and_the_split_sweep_main_cells_first(tmp_path):
+    path = tmp_path / "bench.json"
+    raw = {"datasets": [{"name": "a", "path": "a.log", "format": "raw"}], "splits": [0.6, 0.8], "ks": [10, 100],
+           "seeds": [0, 1], "main": {"split": 0.8, "k": 100}, "grid": "sweeps"}
+    path.write_text(json.dumps(raw))
+    runs = load_config(path).runs()
+    assert {(r.split, r.k) for r in runs} == {(0.8, 100), (0.8, 10), (0.6, 100)} and len(runs) == 6
+    assert [(r.split, r.k) for r in runs[:2]] == [(0.8, 100)] * 2
+    path.write_text(json.dumps({**raw, "grid": "full"}))
+    assert len(load_config(path).runs()) == 8
+    quick = load_config(path).quick().runs()
+    assert {(r.split, r.k, r.seed) for r in quick} == {(0.8, 100, 0), (0.8, 10, 0)}

@@ -237,3 +237,18 @@ def test_a_tiny_cache_changes_no_prediction(fitted, split):
     small.reset_state()
     # batches whose cached values get emptied half way must still answer every line
     assert [p for start in range(0, len(test), 100) for p in small.predict(test[start:start + 100])] == reference
+
+
+def test_expert_memory_fits_the_novelty_expert_once_across_partitions(split):
+    train, _ = split
+    data = prepare_training(train, k=20)
+    proposal = EmbeddingProposer().propose(data.profiles())
+    certified, _ = Certifier().certify(proposal, data.profiles(), data.labelled_lines())
+    memory: dict = {}
+    first = FameModel(encoder=TINY, epochs=1, expert_memory=memory).fit(train, data.labels, certified)
+    stored = len(memory)
+    second = FameModel(encoder=TINY, epochs=1, expert_memory=memory).fit(train, data.labels, proposal)
+    assert first.novelty_ is not None and second.novelty_ is first.novelty_
+    assert len(memory) >= stored
+    other_seed = FameModel(encoder=TINY, epochs=1, seed=1, expert_memory=memory).fit(train, data.labels, certified)
+    assert other_seed.novelty_ is not first.novelty_  # different parameters: fitted anew

@@ -209,6 +209,7 @@ def _plots(results: dict) -> list[tuple[str, str]]:
                     ax.errorbar(ks, values, yerr=sds, marker="o", capsize=3, label=method,
                                 linewidth=2.5 if method == FAMELOG else 1.2)
             ax.set_xscale("log")
+            ax.minorticks_off()
             ax.set_xticks(sorted({r["k"] for r in here}), [str(k) for k in sorted({r["k"] for r in here})])
             ax.set_xlabel("K (labelled lines per template)")
             ax.set_ylabel(label)

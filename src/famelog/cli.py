@@ -663,6 +663,14 @@ def explain(
                        f"{example['content'][:140]}"))
 
 
+def _grid_text(config) -> str:
+    splits, ks = ", ".join(f"{s:g}" for s in config.splits), ", ".join(map(str, config.ks))
+    cells = (f"splits {splits} x K {ks}" if config.full_grid else
+             f"K {ks} at split {config.main_split:g}, splits {splits} at K={config.main_k}")
+    return (f"{', '.join(d.name for d in config.datasets)}; {cells}; "
+            f"seeds {', '.join(map(str, config.seeds))}")
+
+
 @app.command()
 def bench(
     data: Annotated[Path, typer.Option(help="The folder holding the data sets the configuration names.",
@@ -693,9 +701,8 @@ def bench(
     if missing:
         raise UsageError(f"{data}: missing {', '.join(missing)} (set --data or FAMELOG_DATA)")
     runs = config.runs()
-    err.print(f"{len(runs)} runs ({len(config.datasets)} data sets x {len(config.splits)} splits x "
-              f"{len(config.ks)} K x {len(config.seeds)} seeds), each in a fresh process; finished runs are kept "
-              f"in {out_dir / 'runs'} and reused while the code is unchanged")
+    err.print(f"{len(runs)} runs ({_grid_text(config)}), each in a fresh process; finished runs are kept in "
+              f"{out_dir / 'runs'} and reused while the code is unchanged")
     started = time.perf_counter()
     with _bar_progress() as progress:
         task = progress.add_task("benchmark runs", total=len(runs))
@@ -713,9 +720,7 @@ def bench(
     machine = (f"{platform.machine()}, {os.cpu_count()} cores, "
                f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.0f} GiB, "
                f"Python {platform.python_version()}, {platform.system()}")
-    grid = (f"{', '.join(d.name for d in config.datasets)}; splits {', '.join(f'{s:g}' for s in config.splits)}; "
-            f"K {', '.join(map(str, config.ks))}; seeds {', '.join(map(str, config.seeds))}; "
-            f"{config.epochs} epochs; MiniLM global baseline "
+    grid = (f"{_grid_text(config)}; {config.epochs} epochs; MiniLM global baseline "
             f"{'everywhere' if config.costly_everywhere else f'at split {config.main_split:g}, K={config.main_k}'}")
     report = {"command": "famelog bench" + (" --quick" if quick else "") +
               ("" if config_path == Path("benchmarks/bench.json") else f" --config {config_path}"),

@@ -184,6 +184,8 @@ def test_sweeps_grid_runs_the_k_sweep_and_the_split_sweep_main_cells_first(tmp_p
     runs = load_config(path).runs()
     assert {(r.split, r.k) for r in runs} == {(0.8, 100), (0.8, 10), (0.6, 100)} and len(runs) == 6
     assert [(r.split, r.k) for r in runs[:2]] == [(0.8, 100)] * 2
+    path.write_text(json.dumps({**raw, "other_split_seeds": [0]}))
+    assert {(r.split, r.seed) for r in load_config(path).runs()} == {(0.8, 0), (0.8, 1), (0.6, 0)}
     path.write_text(json.dumps({**raw, "grid": "full"}))
     assert len(load_config(path).runs()) == 8
     quick = load_config(path).quick().runs()

@@ -667,8 +667,10 @@ def _grid_text(config) -> str:
     splits, ks = ", ".join(f"{s:g}" for s in config.splits), ", ".join(map(str, config.ks))
     cells = (f"splits {splits} x K {ks}" if config.full_grid else
              f"K {ks} at split {config.main_split:g}, splits {splits} at K={config.main_k}")
-    return (f"{', '.join(d.name for d in config.datasets)}; {cells}; "
-            f"seeds {', '.join(map(str, config.seeds))}")
+    seeds = ", ".join(map(str, config.seeds))
+    if config.other_split_seeds != config.seeds and len(config.splits) > 1:
+        seeds += f" (other splits: {', '.join(map(str, config.other_split_seeds))})"
+    return f"{', '.join(d.name for d in config.datasets)}; {cells}; seeds {seeds}"
 
 
 @app.command()

@@ -81,7 +81,7 @@ def _tables(results: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
             for method in _methods(main):
                 r = next(x for x in main if x["method"] == method)
                 if not r["seeds"]:
-                    body.append([method, *(["error: " + "; ".join(r["errors"])[:120]] + [""] * 8)])
+                    body.append([method, *(["error: " + "; ".join(r["errors"])[:120]] + [""] * 9)])
                     continue
                 unseen = (f"{_fmt(r['unseen_recall_lines'], 3)} ({r['unseen_caught']:g}/{r['unseen_anomalies']})"
                           if r["unseen_anomalies"] else "— (none)")
@@ -90,7 +90,7 @@ def _tables(results: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
                              _fmt(r["unseen_recall_templates"], 3) + (f" of {r['unseen_templates']}"
                                                                       if r["unseen_templates"] else ""),
                              _fmt(r["routing_accuracy"], 4), _fmt(r["fit_seconds"], 0), _rate(r["detect_lines_per_s"]),
-                             str(r["seeds"])])
+                             _rate(r["peak_rss_mb"]), str(r["seeds"])])
             fame = next((x for x in main if x["method"] == FAMELOG and x["seeds"]), None)
             note = ""
             if fame:
@@ -99,10 +99,14 @@ def _tables(results: dict) -> list[tuple[str, list[str], list[list[str]], str]]:
                 note = (f"Aim F1 ≥ {AIM_F1:.3f}: {'met' if f1_ok else 'NOT met'} ({fame['f1']:.4f}); unseen-template "
                         f"anomaly recall ≥ {AIM_UNSEEN_RECALL:.0%}: {'met' if unseen_ok else 'NOT met'} "
                         f"({_fmt(fame['unseen_recall_lines'], 3)}). Annotation effort "
-                        f"{fame['annotation_effort']:.2%} of the training lines.")
+                        f"{fame['annotation_effort']:.2%} of the training lines. Peak RSS: the run's process after "
+                        f"fitting and detecting with that variant (famelog goes first). The other famelog variants reuse famelog's "
+                        f"novelty expert (same lines and parameters; it does not depend on the partition) and any "
+                        f"identical domain expert, so their fit s counts only what differs.")
             tables.append((f"{dataset}: train on the first {main_split:.0%}, K={main_k} — every method",
                            ["method", "precision", "recall", "F1", "unseen-template anomaly recall (lines)",
-                            "unseen recall (templates)", "routing accuracy", "fit s", "detect lines/s", "seeds"],
+                            "unseen recall (templates)", "routing accuracy", "fit s", "detect lines/s",
+                            "peak RSS MB", "seeds"],
                            body, note))
         sweep = sorted({r["k"] for r in here if r["split"] == main_split})
         methods = _methods([r for r in here if r["split"] == main_split])

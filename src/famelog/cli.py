@@ -686,6 +686,7 @@ def bench(
 ) -> None:
     """Benchmark famelog against its baselines on identical chronological splits and K-shot labels."""
     import platform
+    import shlex
     import time
 
     from famelog.bench.config import BenchConfigError, load_config
@@ -724,8 +725,7 @@ def bench(
                f"Python {platform.python_version()}, {platform.system()}")
     grid = (f"{_grid_text(config)}; {config.epochs} epochs; MiniLM global baseline "
             f"{'everywhere' if config.costly_everywhere else f'at split {config.main_split:g}, K={config.main_k}'}")
-    report = {"command": "famelog bench" + (" --quick" if quick else "") +
-              ("" if config_path == Path("benchmarks/bench.json") else f" --config {config_path}"),
+    report = {"command": shlex.join(["famelog", *sys.argv[1:]]),
               "machine": machine, "grid": grid, "config": config.to_json(), "runs": results,
               "summary": summarise(results)}
     problems = check_results(report)

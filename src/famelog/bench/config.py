@@ -9,7 +9,7 @@ CPU time).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 MAX_CONFIG_BYTES = 1_000_000
@@ -84,9 +84,9 @@ class BenchConfig:
 
     def quick(self) -> BenchConfig:
         """The CI grid: the main split, K = main K and the smallest K, one seed."""
-        return BenchConfig(self.datasets, [self.main_split], sorted({self.main_k, min(self.ks)}, reverse=True),
-                           self.seeds[:1], self.seeds[:1], self.main_split, self.main_k, self.costly_everywhere, self.full_grid, self.epochs,
-                           self.encoder, min(self.speed_lines, 200_000), min(self.minilm_speed_lines, 512), self.base)
+        return replace(self, splits=[self.main_split], ks=sorted({self.main_k, min(self.ks)}, reverse=True),
+                       seeds=self.seeds[:1], other_split_seeds=self.seeds[:1],
+                       speed_lines=min(self.speed_lines, 200_000), minilm_speed_lines=min(self.minilm_speed_lines, 512))
 
 
 def load_config(path: str | Path) -> BenchConfig:
@@ -104,7 +104,8 @@ def load_config(path: str | Path) -> BenchConfig:
                             {str(s): dict(p) for s, p in d.get("proposals", {}).items()}) for d in raw["datasets"]]
         config = BenchConfig(datasets, [float(s) for s in raw["splits"]], [int(k) for k in raw["ks"]],
                              [int(s) for s in raw["seeds"]],
-                             [int(s) for s in raw.get("other_split_seeds", raw["seeds"])], float(raw["main"]["split"]), int(raw["main"]["k"]),
+                             [int(s) for s in raw.get("other_split_seeds", raw["seeds"])],
+                             float(raw["main"]["split"]), int(raw["main"]["k"]),
                              bool(raw.get("costly_methods_everywhere", False)), raw.get("grid", "full") == "full",
                              int(raw.get("epochs", 3)),
                              str(raw.get("encoder", "minilm")),

@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 from drain3 import TemplateMiner
-from drain3.template_miner_config import TemplateMinerConfig
 
 from famelog.io import chronological_split, read_records
 from famelog.templates import FrozenMatcher, MatcherConfig, TemplateLearner
@@ -46,11 +45,7 @@ def main() -> None:
     config = MatcherConfig()
     template_set = TemplateLearner(config).fit(r.content for r in train).template_set_
 
-    drain3_config = TemplateMinerConfig()
-    drain3_config.drain_sim_th, drain3_config.drain_depth = config.sim_th, config.depth
-    drain3_config.drain_max_children = config.max_children
-    drain3_config.masking_instructions = list(config.new_masker().masking_instructions)
-    miner = TemplateMiner(config=drain3_config)
+    miner = TemplateMiner(config=config.drain3_miner_config())
     for record in train:
         miner.add_log_message(record.content)
 

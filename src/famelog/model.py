@@ -31,6 +31,7 @@ from famelog import __version__
 from famelog.domains.partition import Partition
 from famelog.experts import MINILM, BertExpert, load_tokenizer
 from famelog.io import Record
+from famelog.jsonfile import read_json
 from famelog.labels import ANOMALY, MIXED, PURE_ANOMALY, PURE_NORMAL
 from famelog.router import Router
 from famelog.templates import FrozenMatcher, MatcherConfig, TemplateLearner, TemplateSet
@@ -341,12 +342,7 @@ class FameModel:
         manifest_path = directory / "manifest.json"
         if not manifest_path.is_file():
             raise ModelError(f"{directory}: not a famelog model (no manifest.json)")
-        if manifest_path.stat().st_size > MAX_MANIFEST_BYTES:
-            raise ModelError(f"{manifest_path}: too large to be a famelog manifest")
-        try:
-            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{manifest_path}: not valid JSON ({exc})") from None
+        manifest = read_json(manifest_path, MAX_MANIFEST_BYTES, "a famelog manifest", ModelError)
         if not isinstance(manifest, dict) or manifest.get("format") != FORMAT_NAME:
             raise ModelError(f"{directory}: not a famelog model (manifest format is not {FORMAT_NAME!r})")
         if manifest.get("version") != FORMAT_VERSION:

@@ -67,6 +67,17 @@ class MatcherConfig:
     def new_masker(self) -> LogMasker:
         return LogMasker([MaskingInstruction(regex, name) for regex, name in self.masking], "<", ">")
 
+    def drain3_miner_config(self):
+        """The same parameters and masking for Drain3's own ``TemplateMiner`` (benchmarks compare against it)."""
+        from drain3.template_miner_config import TemplateMinerConfig
+
+        miner_config = TemplateMinerConfig()
+        miner_config.drain_sim_th, miner_config.drain_depth = self.sim_th, self.depth
+        miner_config.drain_max_children = self.max_children
+        miner_config.drain_extra_delimiters = list(self.extra_delimiters)
+        miner_config.masking_instructions = list(self.new_masker().masking_instructions)
+        return miner_config
+
 
 @dataclass(frozen=True)
 class Template:

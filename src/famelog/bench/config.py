@@ -8,9 +8,10 @@ CPU time).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+
+from famelog.jsonfile import read_json
 
 MAX_CONFIG_BYTES = 1_000_000
 
@@ -91,14 +92,7 @@ class BenchConfig:
 
 def load_config(path: str | Path) -> BenchConfig:
     path = Path(path)
-    try:
-        if path.stat().st_size > MAX_CONFIG_BYTES:
-            raise BenchConfigError(f"{path}: too large for a benchmark configuration")
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise BenchConfigError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BenchConfigError(f"{path}: not valid JSON ({exc})") from None
+    raw = read_json(path, MAX_CONFIG_BYTES, "a benchmark configuration", BenchConfigError)
     try:
         datasets = [Dataset(str(d["name"]), str(d["path"]), str(d["format"]),
                             {str(s): dict(p) for s, p in d.get("proposals", {}).items()}) for d in raw["datasets"]]

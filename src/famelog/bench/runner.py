@@ -111,7 +111,7 @@ def run_one(config: BenchConfig, run: Run, data_dir: str, with_speed: bool) -> d
             predicted = predict(fitted)
             detect_seconds = time.perf_counter() - clock
             entry = {"fit_seconds": fit_seconds, "detect_lines_per_s": len(test) / max(detect_seconds, 1e-9),
-                     **detection_metrics(truth, [p for p in predicted], unseen, template_ids)}
+                     **detection_metrics(truth, predicted, unseen, template_ids)}
             if extra:
                 entry.update(extra(fitted, predicted))
         except Exception as exc:  # one failing method must not cost the other measurements of the run

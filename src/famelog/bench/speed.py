@@ -28,14 +28,8 @@ def side_by_side(model: FameModel, train: Sequence[Record], test: Sequence[Recor
     """lines/s per contender and workload; ``expert`` is the MiniLM classifier to run on every line (default: the
     model's novelty expert)."""
     from drain3 import TemplateMiner
-    from drain3.template_miner_config import TemplateMinerConfig
 
-    config = model.template_set_.config
-    drain3_config = TemplateMinerConfig()
-    drain3_config.drain_sim_th, drain3_config.drain_depth = config.sim_th, config.depth
-    drain3_config.masking_instructions = list(config.new_masker().masking_instructions)
-    drain3_config.profiling_enabled = False
-    miner = TemplateMiner(config=drain3_config)
+    miner = TemplateMiner(config=model.template_set_.config.drain3_miner_config())
     for record in train:
         miner.add_log_message(record.content)
     expert = expert or model.novelty_ or next(iter(model.experts_.values()), None)

@@ -6,6 +6,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from famelog.jsonfile import read_json
+
 FORMAT_NAME = "famelog-partition"
 FORMAT_VERSION = 1
 MAX_FILE_BYTES = 5_000_000  # a partition of even 50k templates is far smaller; anything larger is not one
@@ -84,16 +86,7 @@ class Partition:
 
     @classmethod
     def load(cls, path: str | Path) -> Partition:
-        path = Path(path)
-        try:
-            size = path.stat().st_size
-            if size > MAX_FILE_BYTES:
-                raise PartitionError(f"{path}: {size:,} bytes is too large for a partition (limit {MAX_FILE_BYTES:,})")
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except OSError as exc:
-            raise PartitionError(f"{path}: cannot read ({exc.strerror or exc})") from None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise PartitionError(f"{path}: not valid JSON ({exc})") from None
+        data = read_json(path, MAX_FILE_BYTES, "a partition", PartitionError)
         try:
             return cls.from_json(data)
         except PartitionError as exc:
